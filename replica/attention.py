@@ -1,0 +1,66 @@
+"""Multi-head context attention, as PercePiano uses it for every pooling step.
+
+Mirrors original `module.py` class `ContextAttention`.
+
+Each head scores a time step by the dot product of tanh(Linear(x)) restricted to the head's channels with a
+learned context vector; the head's softmax weights then multiply the same channels of the raw input. Two
+behaviours of the original are kept on purpose:
+
+* the projection is Linear(size, size) (not size -> num_heads), and the context vectors are drawn
+  U(-1, 1) right after the Linear, which fixes the RNG order of initialisation;
+* padding is recognised by a *row sum of exactly zero*. Rows of a raw LSTM output padded with zeros are
+  masked, rows that went through a biased Linear are not (their sum is the bias sum), so for pooled inputs
+  that come from a contractor the softmax also covers padded positions, as in the original.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+MASK_VALUE = -1e10
+
+
+class ContextAttention(nn.Module):
+    def __init__(self, size: int, num_head: int) -> None:
+        super().__init__()
+        if size % num_head:
+            raise ValueError(f"size {size} is not divisible by num_head {num_head}")
+        self.attention_net = nn.Linear(size, size)
+        self.num_head = num_head
+        self.head_size = size // num_head
+        self.context_vector = nn.Parameter(torch.empty(num_head, self.head_size, 1))
+        nn.init.uniform_(self.context_vector, a=-1.0, b=1.0)
+
+    def similarity(self, x: Tensor) -> Tensor:
+        """Unnormalised per-head scores, (N, L, H). No mask and no softmax."""
+        n, length, _ = x.shape
+        projected = torch.tanh(self.attention_net(x))
+        heads = projected.view(n, length, self.num_head, self.head_size)
+        return torch.einsum("nlhd,hd->nlh", heads, self.context_vector.squeeze(-1))
+
+    def weights(self, x: Tensor, mask: str = "row_sum", real: Tensor | None = None) -> Tensor:
+        """Softmax weights over time, (N, L, H).
+
+        mask "row_sum" is the original's test (a row whose sum is exactly zero is padding); "none" masks
+        nothing; "length" masks positions where `real` (N, L) is False.
+        """
+        scores = self.similarity(x)
+        if mask == "row_sum":
+            scores = scores.masked_fill((x.sum(-1) == 0).unsqueeze(-1), MASK_VALUE)
+        elif mask == "length":
+            if real is None:
+                raise ValueError("mask='length' needs the real-position mask")
+            scores = scores.masked_fill(~real.unsqueeze(-1), MASK_VALUE)
+        elif mask != "none":
+            raise ValueError(f"unknown mask mode {mask!r}")
+        return torch.softmax(scores, dim=1)
+
+    def pool(self, x: Tensor, weights: Tensor) -> Tensor:
+        """Head-wise weighted sum over time: head h's weight scales channels [h*d, (h+1)*d)."""
+        n, length, size = x.shape
+        split = x.view(n, length, self.num_head, self.head_size)
+        return (split * weights.unsqueeze(-1)).sum(dim=1).reshape(n, size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(x, self.weights(x))
