@@ -86,7 +86,19 @@ class PercePianoModel(nn.Module):
     # -- level computation --------------------------------------------------------------------------------
     def compute_level(self, level: str, inputs: Mapping[str, Tensor], ctx: LevelContext, x: PackedSequence
                       | None = None) -> Tensor:
-        """Compute one level from the levels it depends on (and the packed features for `embedding`)."""
+        """Compute one level from the levels it depends on (and the packed features for `embedding`).
+
+        A module registered under `level_patches[level]` (the deviation library's seam for an added layer)
+        is applied to the level's output.
+        """
+        value = self._compute_unpatched(level, inputs, ctx, x)
+        patches: nn.ModuleDict | None = getattr(self, "level_patches", None)
+        if patches is not None and level in patches:
+            value = patches[level](value)
+        return value
+
+    def _compute_unpatched(self, level: str, inputs: Mapping[str, Tensor], ctx: LevelContext,
+                           x: PackedSequence | None) -> Tensor:
         if level == "embedding":
             if x is None:
                 raise ValueError("the embedding level needs the packed features")
@@ -146,15 +158,12 @@ class PercePianoModel(nn.Module):
         if lengths is None:
             lengths = _packed_lengths(x)
         ctx = self.context(note_locations, lengths, on_attention)
-        patches: nn.ModuleDict | None = getattr(self, "level_patches", None)
         out: dict[str, Tensor] = {}
         device_type = x.data.device.type
         with torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):
             for level, deps in self.level_graph().items():
                 value = self.compute_level(level, {d: out[d] for d in deps}, ctx, x)
-                if patches is not None and level in patches:
-                    value = patches[level](value)
                 out[level] = value
                 if on_level is not None:
                     on_level(level, value)

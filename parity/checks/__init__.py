@@ -1,0 +1,23 @@
+"""The checks: each turns the folded comparison state into a CheckResult with findings.
+
+Checks never print and never touch models. `run_model_checks` runs the ones that read a ComparisonState;
+recipe, trajectory and data checks have their own inputs (see parity.training_checks).
+"""
+
+from __future__ import annotations
+
+from parity.checks import attention, backward, forward, init, precision, structure
+from parity.report import CheckResult
+from parity.state import ComparisonState
+from parity.tolerance import Tolerances
+
+
+def run_model_checks(state: ComparisonState, tol: Tolerances) -> list[CheckResult]:
+    return [
+        structure.run(state),
+        init.run(state, tol),
+        forward.run(state),
+        backward.run(state),
+        attention.run(state, tol),
+        precision.run(state),
+    ]

@@ -1,0 +1,113 @@
+"""Forward check: per level, identical weights and batches, eval mode; real and padded positions apart.
+
+Each level is judged on its cumulative (free-running) error and, where the candidate can be teacher-forced,
+on its local error (the level computed from the reference's own inputs). The first divergent level is the
+first with cumulative error beyond tolerance; the root-cause level is the first with local error beyond it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parity.aggregate import DiffAgg, LevelAgg
+from parity.findings import Finding, Severity
+from parity.levels import LEVEL_SPACE, level_order
+from parity.report import CheckResult
+from parity.state import ComparisonState
+
+CHECK = "forward"
+
+
+def first_divergent(state: ComparisonState) -> str | None:
+    for name in sorted(state.levels, key=level_order):
+        if state.levels[name].real.exceeded:
+            return name
+    return None
+
+
+def root_level(state: ComparisonState) -> str | None:
+    """First level whose own (teacher-forced) error is beyond tolerance; falls back to cumulative."""
+    ordered = sorted(state.levels, key=level_order)
+    for name in ordered:
+        agg = state.levels[name]
+        if agg.local is not None:
+            if agg.local.exceeded:
+                return name
+        elif agg.real.exceeded:
+            return name
+    return None
+
+
+def _fmt(agg: DiffAgg) -> str:
+    if agg.shape_mismatch:
+        return f"shape {tuple(agg.shape_mismatch[0])} vs {tuple(agg.shape_mismatch[1])}"
+    return (f"Mismatched elements: {agg.beyond} / {agg.numel} ({100 * agg.share_beyond:.1f}%); greatest absolute "
+            f"difference {agg.max_abs:.3g} ({agg.max_rel:.3g} relative) up to {agg.threshold:.3g} allowed")
+
+
+def run(state: ComparisonState) -> CheckResult:
+    findings: list[Finding] = []
+    rows: list[dict[str, Any]] = []
+    first = first_divergent(state)
+    root = root_level(state)
+    for name in sorted(state.levels, key=level_order):
+        agg: LevelAgg = state.levels[name]
+        real, local = agg.real, agg.local
+        inherited = local is not None and not local.exceeded and real.exceeded
+        row = {
+            "level": name, "space": str(LEVEL_SPACE.get(name, "")),
+            "max_abs": real.max_abs, "max_rel": real.max_rel, "cosine": real.cosine,
+            "beyond_tol": real.share_beyond, "pad_max_abs": agg.padded.max_abs if agg.padded.numel else None,
+            "local_max_rel": local.max_rel if local is not None else None,
+            "cumulative_max_rel": real.max_rel,
+            "floor": agg.floor_abs, "floor_rel": agg.floor_rel, "tolerance": real.threshold,
+            "status": "mismatch" if real.exceeded and not inherited else ("inherited" if inherited else "ok"),
+        }
+        if real.shape_mismatch:
+            row["shape"] = f"{tuple(real.shape_mismatch[0])} vs {tuple(real.shape_mismatch[1])}"
+        rows.append(row)
+        metrics = {"max_abs": real.max_abs, "max_rel": real.max_rel, "cosine": real.cosine,
+                   "share_beyond": real.share_beyond, "floor_abs": agg.floor_abs, "floor_rel": agg.floor_rel,
+                   "tolerance_abs": real.threshold, "cumulative_max_rel": real.max_rel,
+                   "local_max_rel": local.max_rel if local is not None else None,
+                   "local_max_abs": local.max_abs if local is not None else None}
+        evidence = {"first_bad_batch": real.first_bad_batch, "inherited": inherited,
+                    "local_exceeded": bool(local is not None and local.exceeded),
+                    "local_available": local is not None}
+        if real.shape_mismatch:
+            evidence["shapes"] = {"reference": real.shape_mismatch[0], "candidate": real.shape_mismatch[1]}
+        if local is not None and local.shape_mismatch:
+            evidence["local_shapes"] = {"reference": local.shape_mismatch[0], "candidate": local.shape_mismatch[1]}
+        if real.exceeded:
+            sev = Severity.INFO if inherited else Severity.ERROR
+            kind = "forward.shape_mismatch" if real.shape_mismatch else "forward.mismatch"
+            what = "inherits its error from an earlier level" if inherited else "differs"
+            findings.append(Finding(
+                CHECK, kind, name, sev,
+                f"level {name} {what}: {_fmt(real)}; noise floor {agg.floor_abs:.2g}",
+                metrics=metrics, evidence=evidence))
+        elif local is not None and local.exceeded:
+            findings.append(Finding(
+                CHECK, "forward.local_mismatch", name, Severity.WARNING,
+                f"level {name} alone (teacher-forced) differs: {_fmt(local)}", metrics=metrics, evidence=evidence))
+        if agg.padded.numel and agg.padded.exceeded:
+            findings.append(Finding(
+                CHECK, "forward.padding_mismatch", name, Severity.WARNING,
+                f"padded positions of {name} differ: max |diff| {agg.padded.max_abs:.3g} "
+                f"(the {state.reference_name}'s padding reaches later levels only through unmasked pooling)",
+                metrics={"pad_max_abs": agg.padded.max_abs, "share_beyond": agg.padded.share_beyond},
+                evidence={"first_bad_batch": agg.padded.first_bad_batch}))
+    for name in sorted(state.levels_only_reference, key=level_order):
+        findings.append(Finding(CHECK, "forward.missing_level", name, Severity.WARNING,
+                                f"the {state.candidate_name} does not expose level {name}"))
+    for name in sorted(state.levels_only_candidate, key=level_order):
+        findings.append(Finding(CHECK, "forward.extra_level", name, Severity.INFO,
+                                f"the {state.candidate_name} exposes level {name}, the {state.reference_name} does not"))
+    if first is not None:
+        findings.append(Finding(
+            CHECK, "forward.first_divergent", first, Severity.INFO,
+            f"first divergent level: {first}; root-cause level (local error): {root}",
+            metrics={}, evidence={"first_divergent_level": first, "root_level": root,
+                                  "local_available": state.local_available, "local_note": state.local_note}))
+    status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
+    return CheckResult(CHECK, status, findings, tables={"levels": rows})

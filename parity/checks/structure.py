@@ -1,0 +1,132 @@
+"""Structure check: module tree, parameter names/shapes/counts per level, module settings (deepdiff)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from parity.findings import Finding, Severity
+from parity.report import CheckResult
+from parity.state import ComparisonState
+from parity.structure import level_of
+
+CHECK = "structure"
+
+
+def _owner(param: str) -> str:
+    return param.rsplit(".", 1)[0] if "." in param else ""
+
+
+def _leaf_sequence(desc: dict[str, Any], kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Parameterless modules that change the computation (dropout, activations), in call order."""
+    modules = desc.get("modules", {})
+    return [dict(modules[n], at=n) for n in desc.get("call_order", []) if modules.get(n, {}).get("type") in kinds]
+
+
+def run(state: ComparisonState) -> CheckResult:
+    ref, cand, wm = state.reference_structure, state.candidate_structure, state.weight_map
+    findings: list[Finding] = []
+    table: list[dict[str, Any]] = []
+    # 1. parameters with no partner
+    for name in wm.unmatched_reference:
+        unused = state.grads_available and name not in state.reference_with_grad
+        sev = Severity.INFO if unused else Severity.ERROR
+        why = "never used by the original's forward (no gradient)" if unused else "used by the original"
+        findings.append(Finding(
+            CHECK, "structure.missing_parameter", name, sev,
+            f"{name} {tuple(ref['params'].get(name, []))} has no partner in the {state.candidate_name}; {why}",
+            metrics={"numel": _numel(ref["params"].get(name, []))},
+            evidence={"module": _owner(name), "module_settings": ref["modules"].get(_owner(name), {}),
+                      "level": level_of(name), "used_by_original": not unused}))
+    extra_by_module: dict[str, list[str]] = {}
+    for name in wm.unmatched_candidate:
+        extra_by_module.setdefault(_owner(name), []).append(name)
+    for module, names in sorted(extra_by_module.items()):
+        settings = cand["modules"].get(module, {})
+        findings.append(Finding(
+            CHECK, "structure.extra_module", module, Severity.ERROR,
+            f"{state.candidate_name} has {settings.get('type', 'a module')} '{module}' with no partner in the "
+            f"{state.reference_name} ({sum(_numel(cand['params'][n]) for n in names)} parameters)",
+            metrics={"numel": sum(_numel(cand["params"][n]) for n in names)},
+            evidence={"module": module, "module_type": settings.get("type"), "module_settings": settings,
+                      "params": {n: cand["params"][n] for n in names}}))
+        table.append({"path": module, "original": "—", "replica": _short(settings)})
+    for r, c, rs, cs in wm.shape_conflicts:
+        findings.append(Finding(
+            CHECK, "structure.shape", r, Severity.ERROR,
+            f"{r}: shape {tuple(rs)} in the {state.reference_name}, {tuple(cs)} in the {state.candidate_name}",
+            evidence={"reference_shape": list(rs), "candidate_shape": list(cs), "candidate_name": c,
+                      "module_settings_reference": ref["modules"].get(_owner(r), {}),
+                      "module_settings_candidate": cand["modules"].get(_owner(c), {}), "level": level_of(r)}))
+        table.append({"path": r, "original": str(tuple(rs)), "replica": str(tuple(cs))})
+    # 2. settings of paired modules
+    pairs = sorted({(_owner(r), _owner(c)) for r, c in wm.pairs.items()})
+    for mr, mc in pairs:
+        sr, sc = ref["modules"].get(mr, {}), cand["modules"].get(mc, {})
+        diff = DeepDiff(sr, sc, ignore_order=True)
+        if diff:
+            changed = {k.removeprefix("root['").removesuffix("']"): v for k, v in
+                       diff.get("values_changed", {}).items()}
+            findings.append(Finding(
+                CHECK, "structure.setting", mr, Severity.ERROR,
+                f"{mr} ({sr.get('type')}) differs: " + ", ".join(
+                    f"{k} {v['old_value']!r} -> {v['new_value']!r}" for k, v in changed.items()) if changed else
+                f"{mr} ({sr.get('type')}) settings differ: {diff.to_json()[:200]}",
+                evidence={"reference": sr, "candidate": sc, "candidate_module": mc,
+                          "changed": {k: [v["old_value"], v["new_value"]] for k, v in changed.items()},
+                          "level": level_of(mr + ".")}))
+            for k, v in changed.items():
+                table.append({"path": f"{mr}.{k}", "original": repr(v["old_value"]), "replica": repr(v["new_value"])})
+    # 3. dropout and activation placement (parameterless modules, call order)
+    for kinds, label in ((("Dropout",), "dropout"), (("GELU", "ReLU", "Tanh", "SiLU", "ELU"), "activation")):
+        seq_r, seq_c = _leaf_sequence(ref, kinds), _leaf_sequence(cand, kinds)
+        strip = [[{k: v for k, v in m.items() if k != "at"} for m in s] for s in (seq_r, seq_c)]
+        if strip[0] != strip[1] and (seq_r or seq_c):
+            findings.append(Finding(
+                CHECK, f"structure.{label}", label, Severity.ERROR,
+                f"{label} modules in call order differ: {state.reference_name} {_seq(seq_r)}, "
+                f"{state.candidate_name} {_seq(seq_c)}",
+                evidence={"reference": seq_r, "candidate": seq_c}))
+            table.append({"path": f"<{label} sequence>", "original": _seq(seq_r), "replica": _seq(seq_c)})
+    # 4. counts
+    total_r, total_c = ref.get("total_params", 0), cand.get("total_params", 0)
+    if total_r != total_c:
+        findings.append(Finding(
+            CHECK, "structure.param_count", "total", Severity.INFO,
+            f"{total_r:,} parameters in the {state.reference_name}, {total_c:,} in the {state.candidate_name}",
+            metrics={"reference": total_r, "candidate": total_c},
+            evidence={"reference_per_level": ref.get("params_per_level", {}),
+                      "candidate_per_level": cand.get("params_per_level", {})}))
+    if wm.ambiguous:
+        findings.append(Finding(
+            CHECK, "structure.ambiguous_mapping", "weight-map", Severity.INFO,
+            f"{len(wm.ambiguous)} group(s) of same-shaped modules were paired by name similarity and call "
+            "order; confirm with a mapping override file if they are wrong",
+            evidence={"groups": wm.ambiguous}))
+    status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
+    tables = {"diff": table,
+              "counts": [{"level": lvl, "original": ref.get("params_per_level", {}).get(lvl, 0),
+                          "replica": _mapped_count(state, lvl)} for lvl in sorted(ref.get("params_per_level", {}))]}
+    return CheckResult(CHECK, status, findings, tables=tables)
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _short(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def _seq(seq: list[dict[str, Any]]) -> str:
+    return "[" + ", ".join(m["type"] + (f"(p={m['p']})" if "p" in m else "") for m in seq) + "]"
+
+
+def _mapped_count(state: ComparisonState, level: str) -> int:
+    inv = state.weight_map.reverse()
+    params = state.candidate_structure.get("params", {})
+    return sum(_numel(shape) for name, shape in params.items() if level_of(inv.get(name, name)) == level)

@@ -1,0 +1,225 @@
+"""The comparison engine: map weights, run both subjects on the same batches, fold what they recorded.
+
+Flow (one way): canonical batches -> subjects -> taps -> aggregates (ComparisonState) -> checks ->
+findings -> diagnosis -> report. The engine never judges; it measures. Taps of one batch are dropped once
+folded, so memory does not grow with the number of batches.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from parity.aggregate import AttentionAgg, DiffAgg, LevelAgg, real_mask
+from parity.mapping import WeightMap, copy_weights, map_weights
+from parity.noise import FloorMeter
+from parity.state import ComparisonState, InitStat
+from parity.structure import describe, trace_calls
+from parity.subject import Subject, TeacherForcible
+from parity.taps import Taps
+from parity.tolerance import Tolerances
+from replica.batch import CanonicalBatch
+from replica.config import ModelConfig
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class EngineOptions:
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    local_error: bool = True
+    floors: bool = True
+    floor_batches: int = 1
+    init_check: bool = True  # both models are freshly built with the same seed
+    mapping_overrides: dict[str, str] | None = None
+    progress: Progress | None = None
+
+
+class EngineError(RuntimeError):
+    """A comparison that cannot proceed (a subject failed on a batch, nothing could be mapped)."""
+
+
+def _init_stats(reference: torch.nn.Module, candidate: torch.nn.Module, wm: WeightMap) -> list[InitStat]:
+    ref = dict(reference.named_parameters())
+    cand = dict(candidate.named_parameters())
+    stats = []
+    for r, c in wm.pairs.items():
+        a, b = ref[r].detach().double(), cand[c].detach().double()
+        stats.append(InitStat(
+            reference=r, candidate=c, identical=bool(torch.equal(ref[r].detach().cpu(), cand[c].detach().cpu()
+                                                                  .to(ref[r].dtype))),
+            ref_std=float(a.std()) if a.numel() > 1 else 0.0, cand_std=float(b.std()) if b.numel() > 1 else 0.0,
+            ref_absmax=float(a.abs().max()), cand_absmax=float(b.abs().max()),
+            ref_mean=float(a.mean()), cand_mean=float(b.mean()), numel=a.numel()))
+    return stats
+
+
+def _scale(ref: Tensor, mask: Tensor | None) -> float:
+    a = ref.detach().abs().double()
+    if mask is not None:
+        m = mask
+        while m.dim() < a.dim():
+            m = m.unsqueeze(-1)
+        a = a * m
+    return float(a.max()) if a.numel() else 0.0
+
+
+class Engine:
+    def __init__(self, reference: Subject, candidate: Subject, *, variant: str, config: ModelConfig,
+                 options: EngineOptions | None = None) -> None:
+        self.reference = reference
+        self.candidate = candidate
+        self.variant = variant
+        self.config = config
+        self.options = options or EngineOptions()
+        self.state = ComparisonState(variant=variant, reference_name=reference.info.name,
+                                     candidate_name=candidate.info.name)
+        self._floor_meter: FloorMeter | None = None
+
+    # -- preparation --------------------------------------------------------------------------------------
+    def prepare(self, first_batch: CanonicalBatch) -> None:
+        st, ref, cand = self.state, self.reference, self.candidate
+        ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False))
+        cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False))
+        st.reference_structure = describe(ref.model, ref_order)
+        st.candidate_structure = describe(cand.model, cand_order)
+        wm = map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
+                         overrides=self.options.mapping_overrides)
+        if not wm.pairs:
+            raise EngineError("no parameter of the candidate could be paired with the reference; give a mapping "
+                              "override file")
+        st.weight_map = wm
+        if self.options.init_check:
+            st.init = _init_stats(ref.model, cand.model, wm)
+        else:
+            st.init_note = "initial weights are not available for the reference (recorded bundle or checkpoint)"
+        # the candidate gets a private copy holding the reference's weights; the user's object is untouched
+        cand.model = copy.deepcopy(cand.model)
+        copy_weights(ref.model, cand.model, wm)
+        st.reference_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in ref.model.named_parameters()}
+        st.candidate_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in cand.model.named_parameters()}
+        if self.options.floors:
+            try:
+                self._floor_meter = FloorMeter(self.variant, self.config, ref.model.state_dict())
+                st.floors = self._floor_meter.floors
+            except (RuntimeError, KeyError, ValueError) as exc:
+                st.floors.method = f"unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); " \
+                                   "fixed minimum tolerances only"
+        else:
+            st.floors.method = "disabled; fixed minimum tolerances only"
+        st.local_available = self.options.local_error and isinstance(cand, TeacherForcible) and \
+            hasattr(cand, "run_level")
+        if not st.local_available:
+            st.local_note = ("the candidate's adapter cannot run one level on given inputs; root cause falls back "
+                             "to cumulative error") if self.options.local_error else "local error disabled"
+
+    # -- per batch ----------------------------------------------------------------------------------------
+    def fold_batch(self, index: int, batch: CanonicalBatch) -> None:
+        st = self.state
+        if self._floor_meter is not None and st.floors.batches < self.options.floor_batches:
+            self._floor_meter.measure(batch)
+        ref_taps = self._run(self.reference, batch, index)
+        cand_taps = self._run(self.candidate, batch, index)
+        self._fold_levels(index, batch, ref_taps, cand_taps)
+        self._fold_grads(index, ref_taps, cand_taps)
+        self._fold_attention(index, ref_taps, cand_taps)
+        st.batches += 1
+        st.batch_tags.extend(t for t in batch.tags if t not in st.batch_tags)
+
+    def _run(self, subject: Subject, batch: CanonicalBatch, index: int) -> Taps:
+        try:
+            return subject.run(batch, grads=True)
+        except Exception as exc:  # a subject failing on a batch is a finding about the batch, reported upward
+            raise EngineError(f"the {subject.info.name} failed on batch {index} "
+                              f"({', '.join(batch.tags) or 'generated'}): {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+    def _fold_levels(self, index: int, batch: CanonicalBatch, ref_taps: Taps, cand_taps: Taps) -> None:
+        st, tol = self.state, self.options.tolerances
+        lengths = torch.tensor(batch.lengths)
+        st.levels_only_reference |= set(ref_taps.levels) - set(cand_taps.levels)
+        st.levels_only_candidate |= set(cand_taps.levels) - set(ref_taps.levels)
+        for level, ref in ref_taps.levels.items():
+            cand = cand_taps.levels.get(level)
+            if cand is None:
+                continue
+            agg = st.levels.setdefault(level, LevelAgg(level))
+            agg.ref_dtype = ref_taps.dtypes.get(level, "")
+            agg.cand_dtype = cand_taps.dtypes.get(level, "")
+            agg.floor_abs = st.floors.levels.get(level, 0.0)
+            agg.floor_rel = st.floors.level_rel(level)
+            real, padded = real_mask(level, ref, cand, lengths)
+            threshold = tol.threshold(agg.floor_abs, _scale(ref, real))
+            agg.real.fold(ref, cand.to(torch.float32), real, threshold, index)
+            if padded is not None and bool(padded.any()):
+                agg.padded.fold(ref, cand.to(torch.float32), padded, max(threshold, tol.min_rel), index)
+            if st.local_available:
+                self._fold_local(agg, level, batch, ref_taps, ref, real, threshold, index)
+        if ref_taps.loss is not None and cand_taps.loss is not None:
+            st.losses.append((ref_taps.loss, cand_taps.loss))
+            thr = max(tol.loss_abs, tol.floor_multiple * st.floors.loss)
+            st.loss.fold(torch.tensor([ref_taps.loss]), torch.tensor([cand_taps.loss]), None, thr, index)
+
+    def _fold_local(self, agg: LevelAgg, level: str, batch: CanonicalBatch, ref_taps: Taps, ref: Tensor,
+                    real: Tensor | None, threshold: float, index: int) -> None:
+        cand: TeacherForcible = self.candidate  # type: ignore[assignment]
+        deps = cand.level_inputs(level)
+        if any(d not in ref_taps.levels for d in deps):
+            agg.local_note = f"inputs {', '.join(d for d in deps if d not in ref_taps.levels)} not recorded"
+            return
+        try:
+            out = cand.run_level(level, {d: ref_taps.levels[d] for d in deps}, batch)
+        except Exception as exc:  # noqa: BLE001 - a level that cannot take the reference's inputs
+            agg.local_note = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
+            if agg.local is None:
+                agg.local = DiffAgg()
+            agg.local.batches += 1
+            if agg.local.shape_mismatch is None:
+                agg.local.shape_mismatch = (list(ref.shape), [])
+            return
+        if agg.local is None:
+            agg.local = DiffAgg()
+        agg.local.fold(ref, out.to(torch.float32), real, threshold, index)
+
+    def _fold_grads(self, index: int, ref_taps: Taps, cand_taps: Taps) -> None:
+        st, tol = self.state, self.options.tolerances
+        st.reference_with_grad |= set(ref_taps.grads)
+        for r, c in st.weight_map.pairs.items():
+            g_r, g_c = ref_taps.grads.get(r), cand_taps.grads.get(c)
+            if g_r is None and g_c is None:
+                continue
+            if g_r is None:
+                st.grad_only_candidate.add(r)
+                continue
+            if g_c is None:
+                st.grad_only_reference.add(r)
+                continue
+            agg = st.grads.setdefault(r, DiffAgg())
+            floor = st.floors.grads.get(r, 0.0)
+            agg.fold(g_r, g_c.to(torch.float32), None, tol.threshold(floor, _scale(g_r, None), grad=True), index)
+
+    def _fold_attention(self, index: int, ref_taps: Taps, cand_taps: Taps) -> None:
+        st, tol = self.state, self.options.tolerances
+        for name in set(ref_taps.attention) | set(cand_taps.attention):
+            agg = st.attention.setdefault(name, AttentionAgg(name))
+            floor = st.floors.attention.get(name, 0.0)
+            agg.fold(ref_taps.attention.get(name), cand_taps.attention.get(name),
+                     max(tol.floor_multiple * floor, tol.min_rel), index)
+
+    # -- whole run ----------------------------------------------------------------------------------------
+    def run(self, batches: Sequence[CanonicalBatch]) -> ComparisonState:
+        if not batches:
+            raise EngineError("no batches to compare")
+        progress = self.options.progress
+        if progress:
+            progress("prepare", 0, len(batches))
+        self.prepare(batches[0])
+        for i, batch in enumerate(batches):
+            self.fold_batch(i, batch)
+            if progress:
+                progress("batch", i + 1, len(batches))
+        return self.state

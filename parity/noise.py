@@ -1,0 +1,95 @@
+"""Measured noise floors: the faithful computation in float64 against itself in float32.
+
+The original cannot run in float64 (it creates float32 buffers internally), so the floor is measured on the
+bundled faithful replica loaded with the reference's weights: it performs the same operations (the parity
+check itself establishes that), and float64 serves as the exact result. The floor of a level is the largest
+float32 error of that level on the batches measured; gradients and attention maps get floors the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from parity.aggregate import real_mask
+from parity.replica_subject import ReplicaSubject
+from parity.subject import SubjectInfo
+from replica.batch import CanonicalBatch
+from replica.config import ModelConfig
+from replica.variants import build
+
+
+@dataclass
+class NoiseFloors:
+    levels: dict[str, float] = field(default_factory=dict)  # level -> max |f32 - f64| (real positions)
+    level_scale: dict[str, float] = field(default_factory=dict)
+    grads: dict[str, float] = field(default_factory=dict)  # reference param name -> max |f32 - f64|
+    attention: dict[str, float] = field(default_factory=dict)
+    loss: float = 0.0
+    method: str = ""
+    batches: int = 0
+
+    def level_rel(self, level: str) -> float:
+        scale = self.level_scale.get(level, 0.0)
+        return self.levels.get(level, 0.0) / scale if scale else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "batches": self.batches,
+            "levels": {k: {"abs": v, "rel": self.level_rel(k)} for k, v in self.levels.items()},
+            "grads": dict(sorted(self.grads.items())),
+            "attention": self.attention,
+            "loss": self.loss,
+        }
+
+
+class FloorMeter:
+    """Runs a float32 and a float64 copy of the faithful replica and folds their differences."""
+
+    def __init__(self, variant: str, config: ModelConfig, reference_state: Mapping[str, Tensor]) -> None:
+        model = build(variant, config)
+        model.load_state_dict(dict(reference_state), strict=True)
+        info = SubjectInfo(name="floor", kind="bundled-replica", variant=variant)
+        self.f32 = ReplicaSubject(model, info)
+        self.f64 = ReplicaSubject(copy.deepcopy(model).double(), info)
+        self.floors = NoiseFloors(method="faithful replica, float64 vs float32, reference weights")
+
+    def measure(self, batch: CanonicalBatch) -> None:
+        a = self.f64.run(batch, grads=True)
+        b = self.f32.run(batch, grads=True)
+        lengths = torch.tensor(batch.lengths)
+        fl = self.floors
+        for level, ref in a.levels.items():
+            cand = b.levels.get(level)
+            if cand is None or cand.shape != ref.shape:
+                continue
+            mask, _ = real_mask(level, ref, cand, lengths)
+            diff = (ref - cand.double()).abs()
+            if mask is not None:
+                m = mask
+                while m.dim() < diff.dim():
+                    m = m.unsqueeze(-1)
+                diff = diff * m
+                scale = float((ref.abs() * m).max())
+            else:
+                scale = float(ref.abs().max())
+            fl.levels[level] = max(fl.levels.get(level, 0.0), float(diff.max()))
+            fl.level_scale[level] = max(fl.level_scale.get(level, 0.0), scale)
+        for name, g in a.grads.items():
+            if name in b.grads:
+                fl.grads[name] = max(fl.grads.get(name, 0.0), float((g - b.grads[name].double()).abs().max()))
+        for name, w in a.attention.items():
+            if name in b.attention and b.attention[name].shape == w.shape:
+                fl.attention[name] = max(fl.attention.get(name, 0.0), float((w - b.attention[name]).abs().max()))
+        if a.loss is not None and b.loss is not None:
+            fl.loss = max(fl.loss, abs(a.loss - b.loss))
+        fl.batches += 1
+
+
+def reference_state_for_floors(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,104 @@
+"""Structure descriptions: every module's type and settings, parameter shapes, counts per level.
+
+A description is plain data (JSON-able), so it can be recorded into a bundle and diffed with deepdiff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+# Which parameter-name prefixes (in the original's naming) make up each level; used for counts per level.
+LEVEL_PREFIXES: dict[str, tuple[str, ...]] = {
+    "embedding": ("note_embedder.",),
+    "note": ("score_encoder.lstm.", "lstm."),
+    "voice": ("score_encoder.voice_net.",),
+    "beat_nodes": ("score_encoder.beat_attention.",),
+    "beat": ("score_encoder.beat_rnn.",),
+    "measure_nodes": ("score_encoder.measure_attention.",),
+    "measure": ("score_encoder.measure_rnn.",),
+    "contracted": ("performance_contractor.", "note_contractor.", "voice_contractor.",
+                   "performance_encoder.performance_contractor."),
+    "pooled": ("performance_final_attention.", "note_attention.", "voice_attention.", "beat_attention.",
+               "measure_attention.", "performance_encoder.performance_final_attention."),
+    "logits": ("out_fc.",),
+}
+
+
+def level_of(param_name: str) -> str:
+    for level, prefixes in LEVEL_PREFIXES.items():
+        if param_name.startswith(prefixes):
+            return level
+    return "other"
+
+
+def module_settings(module: nn.Module) -> dict[str, Any]:
+    """The settings that change what a module computes (not its weights)."""
+    s: dict[str, Any] = {"type": type(module).__name__}
+    if isinstance(module, nn.Linear):
+        s.update(in_features=module.in_features, out_features=module.out_features, bias=module.bias is not None)
+    elif isinstance(module, nn.RNNBase):
+        s.update(mode=module.mode, input_size=module.input_size, hidden_size=module.hidden_size,
+                 num_layers=module.num_layers, bidirectional=module.bidirectional, dropout=float(module.dropout),
+                 batch_first=module.batch_first, bias=module.bias, proj_size=module.proj_size)
+    elif isinstance(module, nn.Dropout):
+        s.update(p=float(module.p))
+    elif isinstance(module, nn.LayerNorm):
+        s.update(normalized_shape=list(module.normalized_shape), eps=module.eps,
+                 elementwise_affine=module.elementwise_affine)
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        s.update(num_features=module.num_features, eps=module.eps, momentum=module.momentum)
+    elif isinstance(module, nn.GELU):
+        s.update(approximate=module.approximate)
+    elif isinstance(module, nn.Embedding):
+        s.update(num_embeddings=module.num_embeddings, embedding_dim=module.embedding_dim)
+    head = getattr(module, "num_head", None)
+    if isinstance(head, int):
+        s.update(num_head=head, head_size=getattr(module, "head_size", None))
+    return s
+
+
+def trace_calls(model: nn.Module, run: Callable[[], object]) -> list[str]:
+    """Every module's name in the order of its first call during `run()` (no gradients)."""
+    order: list[str] = []
+    seen: set[str] = set()
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def hook(_m: nn.Module, _i: object, name: str = name) -> None:
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+
+        handles.append(module.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+def describe(model: nn.Module, call_order: list[str] | None = None) -> dict[str, Any]:
+    """JSON-able description: modules (name -> settings), params (name -> shape), counts, call order."""
+    modules = {name: module_settings(m) for name, m in model.named_modules() if name}
+    params = {name: list(p.shape) for name, p in model.named_parameters()}
+    per_level: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        per_level[level_of(name)] = per_level.get(level_of(name), 0) + p.numel()
+    leaf_calls = [n for n in (call_order or []) if n in modules and not any(
+        True for _ in dict(model.named_modules())[n].children())]
+    return {
+        "modules": modules,
+        "params": params,
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "params_per_level": per_level,
+        "call_order": leaf_calls,
+        "dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()}),
+    }
