@@ -29,8 +29,16 @@ def run(state: ComparisonState, tol: Tolerances) -> CheckResult:
             findings.append(Finding(CHECK, "attention.missing", name, Severity.WARNING,
                                     f"attention map {name} was not recorded on the {side} side"))
             continue
+        n_ref, n_cand = len(agg.ref["mean"]), len(agg.cand["mean"])
+        if n_ref != n_cand:
+            findings.append(Finding(
+                CHECK, "attention.head_count", name, Severity.ERROR,
+                f"{name}: {n_ref} heads in the {state.reference_name}, {n_cand} in the {state.candidate_name}",
+                metrics={"reference_heads": n_ref, "candidate_heads": n_cand},
+                evidence={"reference_mean": agg.ref["mean"], "candidate_mean": agg.cand["mean"][:64]}))
+            continue
         shifted_heads = []
-        for h in range(agg.heads):
+        for h in range(n_ref):
             rm, cm = agg.ref["mean"][h], agg.cand["mean"][h]
             flag = ""
             if cm < tol.collapse_nats <= rm:
@@ -49,7 +57,7 @@ def run(state: ComparisonState, tol: Tolerances) -> CheckResult:
                 f"{agg.ref['mean'][worst]:.4f} -> {agg.cand['mean'][worst]:.4f} nats ({d:+.4f})",
                 metrics={"heads_shifted": len(shifted_heads), "worst_head": worst, "worst_delta": d},
                 evidence={"reference_mean": agg.ref["mean"], "candidate_mean": agg.cand["mean"]}))
-        collapsed = [h for h in range(agg.heads) if agg.cand["mean"][h] < tol.collapse_nats <= agg.ref["mean"][h]]
+        collapsed = [h for h in range(n_ref) if agg.cand["mean"][h] < tol.collapse_nats <= agg.ref["mean"][h]]
         if collapsed:
             findings.append(Finding(
                 CHECK, "attention.collapsed", name, Severity.WARNING,
