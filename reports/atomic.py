@@ -1,0 +1,99 @@
+"""Atomic file writing: a report file is either the old one or the whole new one, never half of either.
+
+Each file is written to a temporary name in its own directory (so `os.replace` is a rename on the same file
+system), flushed and fsynced, then renamed over the target. `write_all_atomic` writes every temporary file
+before it renames any, so a failure while writing leaves the previous set untouched and no temporary files
+behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+_DEFAULT_MODE = 0o644
+
+
+def _as_bytes(data: str | bytes) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    raise TypeError(f"can only write str or bytes, not {type(data).__name__}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames durable where the platform allows opening a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    """Write `data` to a new temporary file beside `path`; return its path. Nothing is left on failure."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            mode = path.stat().st_mode & 0o777 if path.exists() else _DEFAULT_MODE
+            os.chmod(tmp, mode)
+        except OSError:
+            pass
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Replace `path` with `data` (str is written as UTF-8) atomically; return the path."""
+    target = Path(path)
+    tmp = _write_temp(target, _as_bytes(data))
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def write_all_atomic(files: Mapping[str | os.PathLike[str], str | bytes]) -> list[Path]:
+    """Write a set of files: all temporaries first, then one rename each. Return the paths in order.
+
+    Every value must already be rendered; if converting or writing any of them fails, no target is touched
+    and every temporary file is removed. (Renames themselves are the only step after which an error can
+    leave the set mixed, and a rename on one directory does not fail in practice.)
+    """
+    payload = [(Path(p), _as_bytes(data)) for p, data in files.items()]  # fails before anything is written
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for target, data in payload:
+            temps.append((_write_temp(target, data), target))
+        while temps:
+            tmp, target = temps[0]
+            os.replace(tmp, target)
+            temps.pop(0)
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    for directory in dict.fromkeys(target.parent for target, _ in payload):
+        _fsync_dir(directory)
+    return [target for target, _ in payload]
