@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from parity.aggregate import AttentionAgg, DiffAgg, LevelAgg, real_mask
+from parity.aggregate import AttentionAgg, BatchProfile, DiffAgg, LevelAgg, batch_profile, real_mask
 from parity.mapping import WeightMap, copy_weights, map_weights
 from parity.noise import FloorMeter
 from parity.state import ComparisonState, InitStat
@@ -83,9 +83,15 @@ class Engine:
     # -- preparation --------------------------------------------------------------------------------------
     def prepare(self, first_batch: CanonicalBatch) -> None:
         st, ref, cand = self.state, self.reference, self.candidate
-        ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False))
+        recorded = getattr(ref, "structure", None)
+        if callable(recorded):  # a recorded reference (bundle): {"description": ..., "call_order": [...]}
+            structure = recorded()
+            ref_order = list(structure["call_order"])
+            st.reference_structure = structure["description"]
+        else:
+            ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False))
+            st.reference_structure = describe(ref.model, ref_order)
         cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False))
-        st.reference_structure = describe(ref.model, ref_order)
         st.candidate_structure = describe(cand.model, cand_order)
         wm = map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
                          overrides=self.options.mapping_overrides)
@@ -127,6 +133,7 @@ class Engine:
         self._fold_levels(index, batch, ref_taps, cand_taps)
         self._fold_grads(index, ref_taps, cand_taps)
         self._fold_attention(index, ref_taps, cand_taps)
+        self._fold_patterns(batch, ref_taps, cand_taps)
         st.batches += 1
         st.batch_tags.extend(t for t in batch.tags if t not in st.batch_tags)
 
@@ -188,6 +195,7 @@ class Engine:
     def _fold_grads(self, index: int, ref_taps: Taps, cand_taps: Taps) -> None:
         st, tol = self.state, self.options.tolerances
         st.reference_with_grad |= set(ref_taps.grads)
+        global_scale = max((_scale(g, None) for g in ref_taps.grads.values()), default=0.0)
         for r, c in st.weight_map.pairs.items():
             g_r, g_c = ref_taps.grads.get(r), cand_taps.grads.get(c)
             if g_r is None and g_c is None:
@@ -200,7 +208,8 @@ class Engine:
                 continue
             agg = st.grads.setdefault(r, DiffAgg())
             floor = st.floors.grads.get(r, 0.0)
-            agg.fold(g_r, g_c.to(torch.float32), None, tol.threshold(floor, _scale(g_r, None), grad=True), index)
+            thr = tol.threshold(floor, _scale(g_r, None), grad=True, global_scale=global_scale)
+            agg.fold(g_r, g_c.to(torch.float32), None, thr, index)
 
     def _fold_attention(self, index: int, ref_taps: Taps, cand_taps: Taps) -> None:
         st, tol = self.state, self.options.tolerances
@@ -209,6 +218,38 @@ class Engine:
             floor = st.floors.attention.get(name, 0.0)
             agg.fold(ref_taps.attention.get(name), cand_taps.attention.get(name),
                      max(tol.floor_multiple * floor, tol.min_rel), index)
+
+    def _fold_patterns(self, batch: CanonicalBatch, ref_taps: Taps, cand_taps: Taps) -> None:
+        """Where mismatches sit (items, rows, batches) and attention mass on padding: evidence for diagnosis."""
+        st, tol = self.state, self.options.tolerances
+        profile: BatchProfile = batch_profile(batch)
+        for level, agg in st.levels.items():
+            ref, cand = ref_taps.levels.get(level), cand_taps.levels.get(level)
+            if ref is None or cand is None:
+                continue
+            real, _ = real_mask(level, ref, cand, profile.lengths) if ref.shape == cand.shape else (None, None)
+            threshold = tol.threshold(agg.floor_abs, _scale(ref, real))
+            agg.pattern.fold(level, ref, cand.to(torch.float32), real, threshold, profile)
+        final = st.attention.get("attn.final")
+        ref_w = ref_taps.attention.get("attn.final")
+        if final is not None and ref_w is not None:
+            padded = self._final_padding(ref_taps, ref_w.shape[1], profile)
+            if padded is not None:
+                final.fold_padding(ref_w, cand_taps.attention.get("attn.final"), padded)
+
+    def _final_padding(self, ref_taps: Taps, length: int, profile: BatchProfile) -> Tensor | None:
+        """Padded positions of the head's pooling input: notes past each item's length for note-space heads,
+        all-zero rows of the reference's beat or measure output for node-space heads."""
+        if "contracted" in ref_taps.levels or "beat" not in ref_taps.levels:
+            if length != int(profile.lengths.max()):
+                return None
+            return torch.arange(length).unsqueeze(0) >= profile.lengths.unsqueeze(1)
+        order = ("beat", "measure") if "beat" in self.variant else ("measure", "beat")
+        for source in order:
+            value = ref_taps.levels.get(source)
+            if value is not None and value.dim() == 3 and value.shape[1] == length:
+                return (value == 0).all(-1)
+        return None
 
     # -- whole run ----------------------------------------------------------------------------------------
     def run(self, batches: Sequence[CanonicalBatch]) -> ComparisonState:

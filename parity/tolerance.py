@@ -21,6 +21,9 @@ class Tolerances:
     min_rel: float = 1e-6
     # Gradients go through the backward of every later level; rounding accumulates further.
     grad_min_rel: float = 1e-5
+    # ... and of the largest gradient in the model: below that a gradient is numerically zero (the measure
+    # attention's bias gradient is ~1e-14 while others are ~1e-2) and its relative error is meaningless.
+    grad_min_global_rel: float = 1e-7
     # The training loss is a mean of squares of sigmoid outputs in [0, 1]: absolute tolerance.
     loss_abs: float = 1e-6
     # Attention entropy in nats: a shift above this between the two sides is reported.
@@ -36,13 +39,16 @@ class Tolerances:
         "floor_multiple": "a mismatch must exceed 5x the measured float32 noise floor of its level",
         "min_rel": "fixed minimum 1e-6 relative: float32 LSTM stacks on CPU differ by ~1e-6 relative",
         "grad_min_rel": "fixed minimum 1e-5 relative for gradients (rounding accumulates through backward)",
+        "grad_min_global_rel": "gradients below 1e-7 of the model's largest gradient are numerically zero",
         "loss_abs": "loss is a mean over sigmoid outputs; 1e-6 absolute",
         "entropy_abs": "entropy shifts below 1e-3 nats are float noise",
         "init_ratio": "same init scheme gives ratio 1; a custom init moves std or range by >30%",
     }
 
-    def threshold(self, floor_abs: float, scale: float, *, grad: bool = False) -> float:
+    def threshold(self, floor_abs: float, scale: float, *, grad: bool = False, global_scale: float = 0.0) -> float:
         minimum = (self.grad_min_rel if grad else self.min_rel) * scale
+        if grad:
+            minimum = max(minimum, self.grad_min_global_rel * global_scale)
         return max(self.floor_multiple * floor_abs, minimum)
 
     def to_dict(self) -> dict[str, Any]:
