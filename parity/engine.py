@@ -251,6 +251,28 @@ class Engine:
                 return (value == 0).all(-1)
         return None
 
+    def locate_first_op(self, batch: CanonicalBatch) -> None:
+        """Name the first divergent operation inside the root-cause level (teacher forced)."""
+        from parity.checks.forward import root_level
+        from parity.ops import first_divergent_op
+
+        st = self.state
+        level = root_level(st)
+        if level is None:
+            return
+        if not st.local_available:
+            st.ops = {"level": level, "available": False, "reason": st.local_note}
+            return
+        cand: TeacherForcible = self.candidate  # type: ignore[assignment]
+        try:
+            ref_levels = self.reference.run(batch, grads=False).levels
+            deps = cand.level_inputs(level)
+            result = first_divergent_op(self.reference, self.candidate, st.weight_map, level, batch,
+                                        {d: ref_levels[d] for d in deps if d in ref_levels})
+        except Exception as exc:  # noqa: BLE001 - diagnosis is add-only: a failure here never changes a verdict
+            result = {"available": False, "reason": f"{type(exc).__name__}: {exc}"[:200]}
+        st.ops = {"level": level, **result}
+
     # -- whole run ----------------------------------------------------------------------------------------
     def run(self, batches: Sequence[CanonicalBatch]) -> ComparisonState:
         if not batches:
@@ -263,4 +285,5 @@ class Engine:
             self.fold_batch(i, batch)
             if progress:
                 progress("batch", i + 1, len(batches))
+        self.locate_first_op(batches[0])
         return self.state

@@ -29,6 +29,7 @@ class OpRecord:
     type: str
     output: Tensor | None
     shape: list[int] = field(default_factory=list)
+    input_kind: str = ""  # "packed" or "tensor": how the first input arrived
 
 
 def _tensor_of(output: Any) -> Tensor | None:
@@ -52,12 +53,13 @@ def record_leaf_outputs(model: nn.Module, run: Callable[[], Any], only: set[str]
         if only is not None and name not in only:
             continue
 
-        def hook(m: nn.Module, _inputs: Any, output: Any, name: str = name) -> None:
+        def hook(m: nn.Module, inputs: Any, output: Any, name: str = name) -> None:
             if name in seen:
                 return
             seen.add(name)
             t = _tensor_of(output)
-            records.append(OpRecord(name, type(m).__name__, t, list(t.shape) if t is not None else []))
+            kind = "packed" if inputs and isinstance(inputs[0], PackedSequence) else "tensor"
+            records.append(OpRecord(name, type(m).__name__, t, list(t.shape) if t is not None else [], kind))
 
         handles.append(module.register_forward_hook(hook))
     try:
@@ -83,6 +85,8 @@ def first_divergent_op(reference: Any, candidate: Any, weight_map: WeightMap, le
     if not cand_ops:
         return {"available": False, "reason": f"level {level} calls no module on the candidate side"}
     module_map = {_owner(c): _owner(r) for r, c in weight_map.pairs.items()}
+    # modules whose weights could not be mapped only because their shapes differ are still partners
+    module_map.update({_owner(c): _owner(r) for r, c, _, _ in weight_map.shape_conflicts})
     wanted = {module_map[o.name] for o in cand_ops if o.name in module_map}
     ref_ops = {o.name: o for o in record_leaf_outputs(reference.model, lambda: reference.run(batch, grads=False),
                                                       only=wanted)} if wanted else {}
@@ -100,6 +104,10 @@ def first_divergent_op(reference: Any, candidate: Any, weight_map: WeightMap, le
         if ref is None or ref.output is None or op.output is None:
             compared.append({"op": op.name, "type": op.type, "status": "not observed on the reference side"})
             continue
+        if ref.input_kind != op.input_kind:
+            return _verdict(op, ref, f"receives a {'PackedSequence' if op.input_kind == 'packed' else 'padded tensor'} "
+                            f"where the reference receives a "
+                            f"{'PackedSequence' if ref.input_kind == 'packed' else 'padded tensor'}", compared)
         if ref.output.shape != op.output.shape:
             if ref.output.dim() == op.output.dim() and ref.output.shape[-1] != op.output.shape[-1]:
                 return _verdict(op, ref, f"output width {op.output.shape[-1]} instead of {ref.output.shape[-1]}",

@@ -78,6 +78,10 @@ def run(state: ComparisonState) -> CheckResult:
             evidence["shapes"] = {"reference": real.shape_mismatch[0], "candidate": real.shape_mismatch[1]}
         if local is not None and local.shape_mismatch:
             evidence["local_shapes"] = {"reference": local.shape_mismatch[0], "candidate": local.shape_mismatch[1]}
+        if agg.pattern.batches:
+            # where the mismatches sit (items, rows, batches): lets diagnosis tell look-alike deviations apart
+            evidence["pattern"] = agg.pattern.summary()
+            evidence["padded_differs"] = bool(agg.padded.numel and agg.padded.exceeded)
         if real.exceeded:
             sev = Severity.INFO if inherited else Severity.ERROR
             kind = "forward.shape_mismatch" if real.shape_mismatch else "forward.mismatch"
@@ -109,5 +113,15 @@ def run(state: ComparisonState) -> CheckResult:
             f"first divergent level: {first}; root-cause level (local error): {root}",
             metrics={}, evidence={"first_divergent_level": first, "root_level": root,
                                   "local_available": state.local_available, "local_note": state.local_note}))
+    ops = state.ops
+    if ops.get("op"):
+        findings.append(Finding(
+            CHECK, "forward.first_divergent_op", ops["op"], Severity.INFO,
+            f"first divergent operation inside {ops['level']}: {ops['op']} ({ops.get('type')}): {ops['reason']}",
+            metrics=dict(ops.get("metrics", {})),
+            evidence={k: v for k, v in ops.items() if k not in ("metrics",)}))
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
-    return CheckResult(CHECK, status, findings, tables={"levels": rows})
+    tables = {"levels": rows}
+    if ops.get("compared"):
+        tables["ops"] = [dict(level=ops["level"], **row) for row in ops["compared"]]
+    return CheckResult(CHECK, status, findings, tables=tables)
