@@ -108,7 +108,54 @@ def _subject_dict(subject: Subject) -> dict[str, Any]:
 
 
 def audit(reference: Subject, candidate: Subject, batches: Sequence[CanonicalBatch], settings: AuditSettings,
-          extra_checks: Sequence[CheckResult] = ()) -> tuple[Report, ComparisonState]:
+          extra_checks: Sequence[CheckResult] = (), *, verify_fixes: bool = True,
+          context: dict[str, Any] | None = None) -> tuple[Report, ComparisonState]:
     engine = Engine(reference, candidate, variant=settings.variant, config=settings.config, options=settings.engine)
     state = engine.run(batches)
-    return build_report(state, settings, [reference, candidate], extra_checks), state
+    report = build_report(state, settings, [reference, candidate], extra_checks, extra_explanations_context=context)
+    if verify_fixes:
+        verify_fixes_in_report(report, state, reference, candidate, batches, settings)
+    return report, state
+
+
+FIX_BATCHES = 2  # batches re-run per attempted fix (the first ones of the audit)
+
+
+def verify_fixes_in_report(report: Report, state: ComparisonState, reference: Subject, candidate: Subject,
+                           batches: Sequence[CanonicalBatch], settings: AuditSettings) -> None:
+    """Apply each explanation's mechanical fix to a copy of the candidate, re-run, record the result.
+
+    Diagnosis is add-only: a fix that cannot be applied or fails leaves `fix_verified` as None and never
+    changes a verdict.
+    """
+    import copy
+
+    from parity.diagnosis import rule_by_id
+    from parity.fixes import apply_fix, verify
+
+    before = report.findings
+    logits_before = state.levels["logits"].real.max_abs if "logits" in state.levels else 0.0
+    loss_before = state.loss.max_abs
+    for exp in report.explanations:
+        rule = rule_by_id(exp.id)
+        action = rule.fix_action if rule else None
+        if not action:
+            continue
+        claimed = [f for f in before if f.key in set(exp.evidence)]
+        try:
+            fixed_model = apply_fix(action, candidate.model, claimed)
+            if fixed_model is None:
+                continue
+            fixed = copy.copy(candidate)
+            fixed.model = fixed_model
+            options = copy.copy(settings.engine)
+            options.init_check = False
+            options.reuse_floors = state.floors
+            options.progress = None
+            engine = Engine(reference, fixed, variant=settings.variant, config=settings.config, options=options)
+            after_state = engine.run(list(batches[:FIX_BATCHES]))
+            after = [f for c in run_model_checks(after_state, settings.engine.tolerances) for f in c.findings]
+            logits_after = after_state.levels["logits"].real.max_abs if "logits" in after_state.levels else 0.0
+            verify(exp, claimed, after, logits_before, logits_after, loss_before, after_state.loss.max_abs)
+        except Exception as exc:  # noqa: BLE001 - diagnosis never breaks the audit
+            exp.effect_measured = {**exp.effect_measured, "fix_error": f"{type(exc).__name__}: {exc}"[:200]}

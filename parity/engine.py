@@ -16,7 +16,7 @@ from torch import Tensor
 
 from parity.aggregate import AttentionAgg, BatchProfile, DiffAgg, LevelAgg, batch_profile, real_mask
 from parity.mapping import WeightMap, copy_weights, map_weights
-from parity.noise import FloorMeter
+from parity.noise import FloorMeter, NoiseFloors
 from parity.state import ComparisonState, InitStat
 from parity.structure import describe, trace_calls
 from parity.subject import Subject, TeacherForcible
@@ -37,6 +37,7 @@ class EngineOptions:
     init_check: bool = True  # both models are freshly built with the same seed
     mapping_overrides: dict[str, str] | None = None
     progress: Progress | None = None
+    reuse_floors: NoiseFloors | None = None  # floors measured by an earlier run on the same batches
 
 
 class EngineError(RuntimeError):
@@ -108,7 +109,9 @@ class Engine:
         copy_weights(ref.model, cand.model, wm)
         st.reference_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in ref.model.named_parameters()}
         st.candidate_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in cand.model.named_parameters()}
-        if self.options.floors:
+        if self.options.reuse_floors is not None:
+            st.floors = self.options.reuse_floors
+        elif self.options.floors:
             try:
                 self._floor_meter = FloorMeter(self.variant, self.config, ref.model.state_dict())
                 st.floors = self._floor_meter.floors
