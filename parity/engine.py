@@ -266,6 +266,10 @@ class Engine:
         if not st.local_available:
             st.ops = {"level": level, "available": False, "reason": st.local_note}
             return
+        if callable(getattr(self.reference, "structure", None)):
+            st.ops = {"level": level, "available": False,
+                      "reason": "recorded reference: operation outputs inside a level are not in the bundle"}
+            return
         cand: TeacherForcible = self.candidate  # type: ignore[assignment]
         try:
             ref_levels = self.reference.run(batch, grads=False).levels
