@@ -40,7 +40,8 @@ def compare(ref: Tensor, cand: Tensor, mask: Tensor | None = None, threshold: fl
     if not torch.isfinite(b).all() or not torch.isfinite(a).all():
         nan = float("nan")
         bad = int((~torch.isfinite(b)).sum() + (~torch.isfinite(a)).sum())
-        return Diff(nan, nan, nan, int(diff.numel()), bad, float(a[torch.isfinite(a)].abs().max(initial=0.0)), ())
+        finite = a[torch.isfinite(a)].abs()
+        return Diff(nan, nan, nan, int(diff.numel()), bad, float(finite.max()) if finite.numel() else 0.0, ())
     flat_idx = int(diff.argmax())
     scale = float(a.abs().max())
     max_abs = float(diff.max())

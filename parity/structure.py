@@ -41,6 +41,7 @@ def module_settings(module: nn.Module) -> dict[str, Any]:
     if isinstance(module, nn.Linear):
         s.update(in_features=module.in_features, out_features=module.out_features, bias=module.bias is not None)
     elif isinstance(module, nn.RNNBase):
+        s["type"] = module.mode  # an nn.LSTM subclass (e.g. a faster kernel) is still an LSTM
         s.update(mode=module.mode, input_size=module.input_size, hidden_size=module.hidden_size,
                  num_layers=module.num_layers, bidirectional=module.bidirectional, dropout=float(module.dropout),
                  batch_first=module.batch_first, bias=module.bias, proj_size=module.proj_size)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from replica.attention import ContextAttention
 from replica.config import ModelConfig
 from replica.context import LevelContext
+from replica.fast_lstm import FastLSTM
 from replica.hierarchy import (
     make_higher_node,
     measure_segments_in_beat_space,
@@ -34,16 +35,16 @@ class HanEncoder(nn.Module):
         super().__init__()
         c = config
         note_voice = 2 * (c.note_size + c.voice_size)
-        self.lstm = nn.LSTM(c.note_size, c.note_size, c.note_layers, batch_first=True, bidirectional=True,
+        self.lstm = FastLSTM(c.note_size, c.note_size, c.note_layers, batch_first=True, bidirectional=True,
                             dropout=c.dropout)
-        self.voice_net = nn.LSTM(c.note_size, c.voice_size, c.voice_layers, batch_first=True, bidirectional=True,
+        self.voice_net = FastLSTM(c.note_size, c.voice_size, c.voice_layers, batch_first=True, bidirectional=True,
                                  dropout=c.dropout)
         self.beat_attention = ContextAttention(note_voice, c.num_heads)
-        self.beat_rnn = nn.LSTM(note_voice, c.beat_size, c.beat_layers, batch_first=True, bidirectional=True,
+        self.beat_rnn = FastLSTM(note_voice, c.beat_size, c.beat_layers, batch_first=True, bidirectional=True,
                                 dropout=c.dropout)
         self.measure_attention = ContextAttention(2 * c.beat_size, c.num_heads)
         # The original passes no dropout to the measure LSTM.
-        self.measure_rnn = nn.LSTM(2 * c.beat_size, c.measure_size, c.measure_layers, batch_first=True,
+        self.measure_rnn = FastLSTM(2 * c.beat_size, c.measure_size, c.measure_layers, batch_first=True,
                                    bidirectional=True)
 
     # -- levels -------------------------------------------------------------------------------------------

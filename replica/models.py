@@ -24,6 +24,7 @@ from replica.config import ModelConfig
 from replica.context import LevelContext
 from replica.embedder import NoteEmbedder
 from replica.encoder import HanEncoder
+from replica.fast_lstm import FastLSTM
 from replica.hierarchy import nonzero_rows
 from replica.semantics import FAITHFUL, Semantics
 
@@ -260,7 +261,7 @@ class SingleLSTMModel(PercePianoModel):
         super().__init__(config)
         layers = config.note_layers + config.voice_layers + config.beat_layers + config.measure_layers
         self.note_embedder = NoteEmbedder(config.input_size, config.note_size)
-        self.lstm = nn.LSTM(config.note_size, config.note_size, layers, batch_first=True, bidirectional=True,
+        self.lstm = FastLSTM(config.note_size, config.note_size, layers, batch_first=True, bidirectional=True,
                             dropout=config.dropout)
         self.note_contractor = nn.Linear(2 * config.encoder_size, config.head_width)
         self.note_attention = ContextAttention(config.head_width, config.num_heads)
