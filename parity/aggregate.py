@@ -13,6 +13,7 @@ from torch import Tensor
 
 from parity.levels import LEVEL_SPACE, Space
 from parity.metrics import compare, entropy_stats
+from replica.batch import CanonicalBatch
 
 
 def _nanmax(a: float, b: float) -> float:
@@ -61,6 +62,129 @@ class DiffAgg:
         return self.beyond / self.numel if self.numel else 0.0
 
 
+@dataclass(frozen=True)
+class BatchProfile:
+    """What the original's own rules make of one batch's note locations (cheap, computed once per batch).
+
+    `span_counts` are the original's note counts for spanning beats/measures back to notes (argmin of the
+    first difference of the zero-padded numbers, + 1; 1 meaning the whole row), `first_group` marks each
+    item's notes in its first beat/measure, `number_gap` says whether any item's beat or measure number
+    jumps by more than 1 (or falls) between consecutive real notes.
+    """
+
+    lengths: Tensor  # (N,)
+    longest: Tensor  # (N,) bool: the item is as long as the batch's longest
+    span_counts: dict[str, Tensor]  # "beat" / "measure" -> (N,)
+    first_group: dict[str, Tensor]  # "beat" / "measure" -> (N, T) bool
+    number_gap: bool
+
+
+def _span_counts(numbers: Tensor) -> Tensor:
+    n, length = numbers.shape
+    if length < 2:
+        return torch.full((n,), length, dtype=torch.long)
+    counts = torch.min(torch.diff(numbers, dim=1), dim=1).indices + 1
+    return torch.where(counts == 1, torch.full_like(counts, length), counts)
+
+
+def batch_profile(batch: CanonicalBatch) -> BatchProfile:
+    lengths = torch.tensor(batch.lengths, dtype=torch.long)
+    t = int(lengths.max())
+    real = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)
+    counts, first, gap = {}, {}, False
+    for key in ("beat", "measure"):
+        rows = [s.location(key).long() for s in batch.segments]
+        numbers = torch.zeros(len(rows), t, dtype=torch.long)
+        for i, r in enumerate(rows):
+            numbers[i, : r.numel()] = r
+            steps = torch.diff(r)
+            gap = gap or bool(((steps > 1) | (steps < 0)).any())
+        counts[key] = _span_counts(numbers)
+        first[key] = (numbers == numbers[:, :1]) & real
+    return BatchProfile(lengths, lengths == lengths.max(), counts, first, gap)
+
+
+@dataclass
+class PatternAgg:
+    """Where a level's mismatches sit: which items, which rows, which batches (evidence for diagnosis).
+
+    A row is one note (note space), one node (beat/measure space) or one item (pooled levels); it is bad
+    when any of its channels differs beyond the threshold used for the level.
+    """
+
+    rows_bad: int = 0
+    rows_bad_ref_zero: int = 0  # bad rows where the reference's row is exactly zero
+    rows_bad_after_span_count: int = 0  # bad note rows at or after the original's span note count
+    items_bad: int = 0
+    items_bad_first_group: int = 0  # bad items with a bad note in their first beat (measure for measure levels)
+    items_bad_first_row: int = 0  # bad items whose very first row differs
+    longest_items: int = 0
+    longest_items_bad: int = 0
+    shorter_items: int = 0
+    shorter_items_bad: int = 0
+    batches: int = 0
+    batches_bad: int = 0
+    batches_with_gap: int = 0
+    batches_bad_with_gap: int = 0
+
+    def fold(self, level: str, ref: Tensor, cand: Tensor, real: Tensor | None, threshold: float,
+             profile: BatchProfile) -> None:
+        self.batches += 1
+        self.batches_with_gap += int(profile.number_gap)
+        if ref.shape != cand.shape or ref.shape[0] != profile.lengths.numel():
+            self.batches_bad += 1
+            self.batches_bad_with_gap += int(profile.number_gap)
+            return
+        a, b = ref.detach().to(torch.float64), cand.detach().to(torch.float64)
+        beyond = ((a - b).abs() > threshold) | ~torch.isfinite(b)
+        if a.dim() == 2:  # pooled: one row per item
+            item_bad = beyond.any(-1)
+            self.rows_bad += int(item_bad.sum())
+        else:
+            rows = beyond.reshape(a.shape[0], a.shape[1], -1).any(-1)
+            if real is not None:
+                rows = rows & real
+            item_bad = rows.any(1)
+            self.rows_bad += int(rows.sum())
+            self.rows_bad_ref_zero += int((rows & (a == 0).reshape(a.shape[0], a.shape[1], -1).all(-1)).sum())
+            note_space = LEVEL_SPACE.get(level) == Space.NOTE and a.shape[1] == int(profile.lengths.max())
+            self.items_bad_first_row += int((rows[:, 0] & item_bad).sum())
+            if note_space:
+                key = "measure" if level.startswith("measure") else "beat"
+                after = torch.arange(a.shape[1]).unsqueeze(0) >= profile.span_counts[key].unsqueeze(1)
+                self.rows_bad_after_span_count += int((rows & after).sum())
+                self.items_bad_first_group += int((rows & profile.first_group[key]).any(1).sum())
+        self.items_bad += int(item_bad.sum())
+        longest = profile.longest
+        self.longest_items += int(longest.sum())
+        self.longest_items_bad += int((item_bad & longest).sum())
+        self.shorter_items += int((~longest).sum())
+        self.shorter_items_bad += int((item_bad & ~longest).sum())
+        if bool(item_bad.any()):
+            self.batches_bad += 1
+            self.batches_bad_with_gap += int(profile.number_gap)
+
+    def summary(self) -> dict[str, float | int | None]:
+        """JSON-ready shares (None where the denominator is zero)."""
+        def share(a: int, b: int) -> float | None:
+            return round(a / b, 4) if b else None
+
+        return {
+            "rows_bad": self.rows_bad,
+            "ref_zero_share": share(self.rows_bad_ref_zero, self.rows_bad),
+            "after_span_count_share": share(self.rows_bad_after_span_count, self.rows_bad),
+            "items_bad": self.items_bad,
+            "first_group_share": share(self.items_bad_first_group, self.items_bad),
+            "first_row_share": share(self.items_bad_first_row, self.items_bad),
+            "longest_items_bad_share": share(self.longest_items_bad, self.longest_items),
+            "shorter_items_bad_share": share(self.shorter_items_bad, self.shorter_items),
+            "batches": self.batches,
+            "batches_bad": self.batches_bad,
+            "batches_with_gap": self.batches_with_gap,
+            "bad_batches_with_gap_share": share(self.batches_bad_with_gap, self.batches_bad),
+        }
+
+
 @dataclass
 class LevelAgg:
     level: str
@@ -72,6 +196,7 @@ class LevelAgg:
     floor_rel: float = 0.0
     ref_dtype: str = ""
     cand_dtype: str = ""
+    pattern: PatternAgg = field(default_factory=PatternAgg)
 
 
 def real_mask(level: str, ref: Tensor, cand: Tensor, lengths: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -98,6 +223,18 @@ class AttentionAgg:
     cand: dict[str, list[float]] = field(default_factory=dict)
     diff: DiffAgg = field(default_factory=DiffAgg)
     batches: int = 0
+    # largest attention mass any item puts on padded positions (final pooling only; None: not measured)
+    ref_pad_mass: float | None = None
+    cand_pad_mass: float | None = None
+
+    def fold_padding(self, ref_w: Tensor | None, cand_w: Tensor | None, padded: Tensor) -> None:
+        """Record the weight mass on `padded` (N, L) positions, per item and head, maximum over batches."""
+        for side, w in (("ref_pad_mass", ref_w), ("cand_pad_mass", cand_w)):
+            if w is None or w.shape[:2] != padded.shape:
+                continue
+            mass = float((w.detach().to(torch.float64) * padded.unsqueeze(-1)).sum(1).max()) if w.numel() else 0.0
+            old = getattr(self, side)
+            setattr(self, side, mass if old is None else max(old, mass))
 
     def fold(self, ref_w: Tensor | None, cand_w: Tensor | None, threshold: float, batch_index: int) -> None:
         self.batches += 1

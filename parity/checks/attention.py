@@ -24,6 +24,8 @@ def run(state: ComparisonState, tol: Tolerances) -> CheckResult:
     rows: list[dict[str, Any]] = []
     for name in sorted(state.attention):
         agg = state.attention[name]
+        padding = ({"reference_padding_mass": agg.ref_pad_mass, "candidate_padding_mass": agg.cand_pad_mass}
+                   if agg.ref_pad_mass is not None and agg.cand_pad_mass is not None else {})
         if not agg.ref or not agg.cand:
             side = state.candidate_name if not agg.cand else state.reference_name
             findings.append(Finding(CHECK, "attention.missing", name, Severity.WARNING,
@@ -56,7 +58,7 @@ def run(state: ComparisonState, tol: Tolerances) -> CheckResult:
                 f"{name}: mean entropy differs in {len(shifted_heads)}/{agg.heads} heads, worst head {worst} "
                 f"{agg.ref['mean'][worst]:.4f} -> {agg.cand['mean'][worst]:.4f} nats ({d:+.4f})",
                 metrics={"heads_shifted": len(shifted_heads), "worst_head": worst, "worst_delta": d},
-                evidence={"reference_mean": agg.ref["mean"], "candidate_mean": agg.cand["mean"]}))
+                evidence={"reference_mean": agg.ref["mean"], "candidate_mean": agg.cand["mean"], **padding}))
         collapsed = [h for h in range(n_ref) if agg.cand["mean"][h] < tol.collapse_nats <= agg.ref["mean"][h]]
         if collapsed:
             findings.append(Finding(
@@ -71,6 +73,6 @@ def run(state: ComparisonState, tol: Tolerances) -> CheckResult:
                     f"shape {tuple(agg.diff.shape_mismatch[0])} vs {tuple(agg.diff.shape_mismatch[1])}"
                     if agg.diff.shape_mismatch else
                     f"greatest difference {agg.diff.max_abs:.3g} up to {agg.diff.threshold:.3g} allowed"),
-                metrics={"max_abs": agg.diff.max_abs}))
+                metrics={"max_abs": agg.diff.max_abs}, evidence=dict(padding)))
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     return CheckResult(CHECK, status, findings, tables={"heads": rows})

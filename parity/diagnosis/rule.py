@@ -7,10 +7,14 @@ only describes: it never changes a check's verdict (findings keep their severiti
 
 from __future__ import annotations
 
+import math
+import posixpath
 import re
-from collections.abc import Callable, Sequence
+import string
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from parity.findings import Finding, Severity
 from parity.report import Explanation
@@ -22,22 +26,58 @@ Matcher = Callable[[Sequence[Finding]], list[Finding] | None]
 class SourceRef:
     """Where in the user's checkout the original does what the explanation says, found at run time."""
 
-    file: str  # relative to virtuoso/virtuoso/ in the checkout
+    file: str  # relative to virtuoso/virtuoso/ in the checkout ("../scripts/..." for the training scripts)
     pattern: str  # regular expression matched line by line; the first match is cited
 
+    @property
+    def path(self) -> str:
+        """The file relative to the checkout root, e.g. "virtuoso/virtuoso/utils.py"."""
+        return posixpath.normpath(posixpath.join("virtuoso", "virtuoso", self.file))
+
     def locate(self, root: Path | None) -> str | None:
+        """"path:line" of the first line matching the pattern in the checkout at `root`, or None."""
         if root is None:
             return None
-        path = root / "virtuoso" / "virtuoso" / self.file
         try:
-            lines = path.read_text(errors="replace").splitlines()
+            lines = (Path(root) / self.path).read_text(errors="replace").splitlines()
         except OSError:
             return None
         rx = re.compile(self.pattern)
         for i, line in enumerate(lines, 1):
             if rx.search(line):
-                return f"virtuoso/virtuoso/{self.file}:{i}"
+                return f"{self.path}:{i}"
         return None
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+class _MeasuredFormatter(string.Formatter):
+    """str.format for explanation templates: a figure that was not measured prints as "n/a"."""
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        return kwargs.get(str(key), _MISSING)
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value is _MISSING or value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        try:
+            return super().format_field(value, format_spec)
+        except (TypeError, ValueError):
+            return str(value)
+
+
+def fill(template: str, measured: Mapping[str, Any]) -> str:
+    """Fill "{name:spec}" placeholders of a rule text with measured figures ("n/a" where missing)."""
+    return _MeasuredFormatter().vformat(template, (), dict(measured))
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
 @dataclass(frozen=True)
@@ -55,14 +95,54 @@ class Rule:
     fix_action: str | None = None  # name of a mechanical fix (see parity.fixes), None when there is none
     priority: int = 50  # lower runs first; specific rules before generic ones
     tags: tuple[str, ...] = field(default=())
+    # figures read from the claimed findings (e.g. {"logits_max_abs": 0.012}); the title, replica_does and
+    # effect texts may use them as "{name:.2g}" placeholders, filled at diagnosis time
+    measure: Callable[[Sequence[Finding]], dict[str, Any]] | None = None
+
+    def measured(self, claimed: Sequence[Finding]) -> dict[str, Any]:
+        figures = common_measures(claimed)
+        if self.measure is not None:
+            figures.update(self.measure(claimed))
+        return {k: v for k, v in figures.items() if v is not None}
 
     def explain(self, claimed: Sequence[Finding], root: Path | None) -> Explanation:
         refs = [r for r in (ref.locate(root) for ref in self.refs) if r]
+        figures = self.measured(claimed)
+        # never graver than what it explains (a generic rule over warnings stays a warning)
+        worst = max((f.severity for f in claimed), default=self.severity)
         return Explanation(
-            id=self.id, title=self.title, severity=self.severity, original_does=self.original_does,
-            replica_does=self.replica_does, effect=self.effect, fix=self.fix,
+            id=self.id, title=fill(self.title, figures), severity=min(self.severity, worst),
+            original_does=fill(self.original_does, figures), replica_does=fill(self.replica_does, figures),
+            effect=fill(self.effect, figures), fix=fill(self.fix, figures),
             evidence=sorted({f.key for f in claimed}), original_refs=refs, quirk=self.quirk,
+            effect_measured={k: _jsonable(v) for k, v in figures.items()},
         )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.4g}") if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def common_measures(claimed: Sequence[Finding]) -> dict[str, Any]:
+    """Figures every explanation reports when its findings carry them: how far the logits and the loss moved,
+    how many levels differ, where the divergence starts."""
+    out: dict[str, Any] = {}
+    for f in claimed:
+        if f.kind == "forward.mismatch" and f.location == "logits":
+            out["logits_max_abs"] = f.metrics.get("max_abs")
+        elif f.kind == "backward.loss":
+            out["loss_max_abs"] = f.metrics.get("max_abs")
+        elif f.kind == "forward.first_divergent":
+            out["root_level"] = f.evidence.get("root_level") or f.location
+            out["first_divergent_level"] = f.evidence.get("first_divergent_level") or f.location
+    levels = sorted({f.location for f in claimed if f.kind in ("forward.mismatch", "forward.shape_mismatch")})
+    if levels:
+        out["levels_differing"] = len(levels)
+    return out
 
 
 # -- small matcher vocabulary (rules compose these) --------------------------------------------------------
