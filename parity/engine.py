@@ -18,7 +18,7 @@ from parity.aggregate import AttentionAgg, BatchProfile, DiffAgg, LevelAgg, batc
 from parity.mapping import WeightMap, copy_weights, map_weights
 from parity.noise import FloorMeter, NoiseFloors
 from parity.state import ComparisonState, InitStat
-from parity.structure import describe, trace_calls
+from parity.structure import describe, recording_calls, trace_calls
 from parity.subject import Subject, TeacherForcible
 from parity.taps import Taps
 from parity.tolerance import Tolerances
@@ -80,22 +80,31 @@ class Engine:
         self.state = ComparisonState(variant=variant, reference_name=reference.info.name,
                                      candidate_name=candidate.info.name)
         self._floor_meter: FloorMeter | None = None
+        # call orders (reference, candidate) for structure descriptions; recorded during the first batch
+        # when the names alone pair every parameter, so no extra forward pass is spent on tracing
+        self._call_orders: tuple[list[str], list[str]] | None = None
 
     # -- preparation --------------------------------------------------------------------------------------
     def prepare(self, first_batch: CanonicalBatch) -> None:
         st, ref, cand = self.state, self.reference, self.candidate
         recorded = getattr(ref, "structure", None)
+        ref_order: list[str] | None = None
         if callable(recorded):  # a recorded reference (bundle): {"description": ..., "call_order": [...]}
             structure = recorded()
             ref_order = list(structure["call_order"])
             st.reference_structure = structure["description"]
-        else:
-            ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False))
-            st.reference_structure = describe(ref.model, ref_order)
-        cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False))
-        st.candidate_structure = describe(cand.model, cand_order)
-        wm = map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
-                         overrides=self.options.mapping_overrides)
+        wm = map_weights(ref.model, cand.model, overrides=self.options.mapping_overrides)
+        if wm.unmatched_reference and wm.unmatched_candidate:
+            # names alone leave parameters unpaired: trace both forwards and pair the rest by call order
+            if ref_order is None:
+                ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False))
+            cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False))
+            wm = map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
+                             overrides=self.options.mapping_overrides)
+            self._call_orders = (ref_order, cand_order)
+        if not callable(recorded):
+            st.reference_structure = describe(ref.model, self._call_orders[0] if self._call_orders else None)
+        st.candidate_structure = describe(cand.model, self._call_orders[1] if self._call_orders else None)
         if not wm.pairs:
             raise EngineError("no parameter of the candidate could be paired with the reference; give a mapping "
                               "override file")
@@ -131,8 +140,17 @@ class Engine:
         st = self.state
         if self._floor_meter is not None and st.floors.batches < self.options.floor_batches:
             self._floor_meter.measure(batch)
-        ref_taps = self._run(self.reference, batch, index)
-        cand_taps = self._run(self.candidate, batch, index)
+        if self._call_orders is None:
+            with recording_calls(self.reference.model) as ref_order, recording_calls(self.candidate.model) as cand_order:
+                ref_taps = self._run(self.reference, batch, index)
+                cand_taps = self._run(self.candidate, batch, index)
+            self._call_orders = (ref_order, cand_order)
+            if not callable(getattr(self.reference, "structure", None)):
+                st.reference_structure = describe(self.reference.model, ref_order)
+            st.candidate_structure = describe(self.candidate.model, cand_order)
+        else:
+            ref_taps = self._run(self.reference, batch, index)
+            cand_taps = self._run(self.candidate, batch, index)
         self._fold_levels(index, batch, ref_taps, cand_taps)
         self._fold_grads(index, ref_taps, cand_taps)
         self._fold_attention(index, ref_taps, cand_taps)

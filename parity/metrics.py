@@ -25,31 +25,43 @@ class Diff:
 
 
 def compare(ref: Tensor, cand: Tensor, mask: Tensor | None = None, threshold: float | None = None) -> Diff:
-    """Differences of `cand` from `ref` over the positions where `mask` (broadcastable, leading dims) holds."""
-    a = ref.detach().to(torch.float64)
-    b = cand.detach().to(torch.float64)
+    """Differences of `cand` from `ref` over the positions where `mask` (broadcastable, leading dims) holds.
+
+    Differences are taken in the wider of the two dtypes (float32 differences of float32 tensors are exact to
+    half an ulp); sums for the cosine are accumulated in float64.
+    """
+    dtype = torch.float64 if torch.float64 in (ref.dtype, cand.dtype) else torch.float32
+    a = ref.detach().to(dtype)
+    b = cand.detach().to(dtype)
     if mask is not None:
         m = mask
         while m.dim() < a.dim():
             m = m.unsqueeze(-1)
         m = m.expand_as(a)
-        a, b = a[m], b[m]
-    diff = (a - b).abs()
-    if diff.numel() == 0:
+        numel = int(m.sum())
+    else:
+        m = None
+        numel = a.numel()
+    if numel == 0:
         return Diff(0.0, 0.0, 1.0, 0, 0, 0.0, ())
-    if not torch.isfinite(b).all() or not torch.isfinite(a).all():
+    finite = torch.isfinite(a) & torch.isfinite(b)
+    if m is not None:
+        a, b = a * m, b * m  # masked positions compare as 0 vs 0
+        finite = finite | ~m
+    if not bool(finite.all()):
         nan = float("nan")
-        bad = int((~torch.isfinite(b)).sum() + (~torch.isfinite(a)).sum())
-        finite = a[torch.isfinite(a)].abs()
-        return Diff(nan, nan, nan, int(diff.numel()), bad, float(finite.max()) if finite.numel() else 0.0, ())
+        fa = a[torch.isfinite(a)].abs()
+        return Diff(nan, nan, nan, numel, int((~finite).sum()), float(fa.max()) if fa.numel() else 0.0, ())
+    diff = (a - b).abs()
     flat_idx = int(diff.argmax())
+    max_abs = float(diff.view(-1)[flat_idx])
     scale = float(a.abs().max())
-    max_abs = float(diff.max())
-    denom = float(a.norm() * b.norm())
-    cosine = float((a * b).sum() / denom) if denom > 0 else (1.0 if max_abs == 0 else 0.0)
+    dot = float((a * b).sum(dtype=torch.float64))
+    denom = math.sqrt(float((a * a).sum(dtype=torch.float64)) * float((b * b).sum(dtype=torch.float64)))
+    cosine = dot / denom if denom > 0 else (1.0 if max_abs == 0 else 0.0)
     beyond = int((diff > threshold).sum()) if threshold is not None else 0
     rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
-    return Diff(max_abs, rel, cosine, int(diff.numel()), beyond, scale, (flat_idx,))
+    return Diff(max_abs, rel, cosine, numel, beyond, scale, (flat_idx,))
 
 
 def entropy_stats(weights: Tensor, mask: Tensor | None = None) -> dict[str, list[float]]:

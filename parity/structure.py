@@ -5,7 +5,8 @@ A description is plain data (JSON-able), so it can be recorded into a bundle and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -62,8 +63,9 @@ def module_settings(module: nn.Module) -> dict[str, Any]:
     return s
 
 
-def trace_calls(model: nn.Module, run: Callable[[], object]) -> list[str]:
-    """Every module's name in the order of its first call during `run()` (no gradients)."""
+@contextmanager
+def recording_calls(model: nn.Module) -> Iterator[list[str]]:
+    """Record every module's name in the order of its first call while the block runs."""
     order: list[str] = []
     seen: set[str] = set()
     handles = []
@@ -78,11 +80,16 @@ def trace_calls(model: nn.Module, run: Callable[[], object]) -> list[str]:
 
         handles.append(module.register_forward_pre_hook(hook))
     try:
-        with torch.no_grad():
-            run()
+        yield order
     finally:
         for h in handles:
             h.remove()
+
+
+def trace_calls(model: nn.Module, run: Callable[[], object]) -> list[str]:
+    """Every module's name in the order of its first call during `run()` (no gradients)."""
+    with recording_calls(model) as order, torch.no_grad():
+        run()
     return order
 
 
