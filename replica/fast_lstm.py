@@ -1,7 +1,8 @@
 """An nn.LSTM that computes packed sequences through the fused padded kernel.
 
 On the CPU, PyTorch runs an LSTM over a PackedSequence with a per-time-step loop, but a padded batch through
-its fused (oneDNN) kernel, which is several times faster in training. Padding only matters for the reverse
+its fused (oneDNN) kernel, which is several times faster in training (with autograd; without it the packed
+kernel is used, which is as fast and skips padding). Padding only matters for the reverse
 direction, which would start on padding. So each layer's reverse direction runs on the sequences reversed
 *within their own length* (padding stays at the end), which gives exactly the packed semantics: every real
 step sees only real steps. Outputs at padded positions are zero, as after `pad_packed_sequence`.
@@ -53,7 +54,9 @@ def length_groups(lengths: Tensor, max_groups: int = 3) -> list[Tensor]:
 
 class FastLSTM(nn.LSTM):
     def forward(self, input, hx=None):  # type: ignore[override]
-        if not isinstance(input, PackedSequence) or hx is not None or not self.batch_first or self.proj_size:
+        if (not isinstance(input, PackedSequence) or hx is not None or not self.batch_first or self.proj_size
+                or not torch.is_grad_enabled()):
+            # without autograd the packed kernel is as fast and skips the padding entirely
             return super().forward(input, hx)
         padded, lengths = pad_packed_sequence(input, batch_first=True)
         out = self.run_padded(padded, lengths)
