@@ -279,7 +279,7 @@ def _extra_normalisation(findings: Sequence[Finding]) -> list[Finding] | None:
 
 def _norm_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
     norms = having(claimed, "structure.extra_module")
-    return {"modules": ", ".join(f"{f.evidence.get('module_type')} at {f.location}" for f in norms)}
+    return {"modules": ", ".join(sorted({f"{f.evidence.get('module_type')} at {f.location}" for f in norms}))}
 
 
 def _out_fc_changed(findings: Sequence[Finding]) -> list[Finding]:
