@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,32 +35,6 @@ class WeightMap:
     @property
     def identity(self) -> bool:
         return all(r == c for r, c in self.pairs.items())
-
-
-def trace_module_order(model: nn.Module, run: Callable[[], object]) -> list[str]:
-    """Names of modules that own parameters, in the order of their first call during `run()`."""
-    order: list[str] = []
-    seen: set[str] = set()
-    handles = []
-    owners = {name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))}
-
-    def hook_for(name: str):
-        def hook(_module: nn.Module, _inputs: object) -> None:
-            if name not in seen:
-                seen.add(name)
-                order.append(name)
-        return hook
-
-    for name, module in model.named_modules():
-        if name in owners:
-            handles.append(module.register_forward_pre_hook(hook_for(name)))
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for h in handles:
-            h.remove()
-    return order
 
 
 def _tokens(name: str) -> set[str]:
