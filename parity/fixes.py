@@ -101,6 +101,28 @@ def _restore_setting(model: nn.Module, findings: Sequence[Finding]) -> bool:
     return done
 
 
+def _restore_module(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    """Put back a module the candidate replaced: rebuilt from the reference's settings of the module that
+    owns a parameter missing on the candidate side (e.g. a context attention without its context vector)."""
+    import warnings
+
+    done = False
+    rebuilt: set[str] = set()
+    for f in findings:
+        if f.kind != "structure.missing_parameter":
+            continue
+        path, settings = f.evidence.get("module", ""), f.evidence.get("module_settings", {})
+        if not path or path in rebuilt:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = _module_from_settings(settings)
+        if module is not None and _set_module(model, path, module):
+            rebuilt.add(path)
+            done = True
+    return done
+
+
 def _restore_semantics(model: nn.Module, findings: Sequence[Finding]) -> bool:
     from replica.semantics import FAITHFUL
 
@@ -116,6 +138,7 @@ FIXES: dict[str, FixFn] = {
     "restore_setting": _restore_setting,
     "restore_shape": _restore_setting,
     "restore_semantics": _restore_semantics,
+    "restore_module": _restore_module,
 }
 
 
