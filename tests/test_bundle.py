@@ -8,7 +8,6 @@ when PERCEPIANO_ORIGINAL points at a checkout, and skip with a reason otherwise.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -380,22 +379,13 @@ def test_default_bundle_recipe_feeds_the_recipe_check():
 
 # -- the live original (PERCEPIANO_ORIGINAL) ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def live_original():
-    path = os.environ.get("PERCEPIANO_ORIGINAL")
-    if not path:
-        pytest.skip("PERCEPIANO_ORIGINAL not set: comparing the shipped bundles with the live original needs a "
-                    "PercePiano checkout (locally: PERCEPIANO_ORIGINAL=../shared/percepiano-original)")
-    import original_adapter
-
-    return original_adapter.load(path)
-
+# `original` (tests/conftest.py) loads the checkout through the adapter, or skips with the reason.
 
 @pytest.mark.original
-def test_make_default_reproduces_the_shipped_bundles(live_original, tmp_path):
+def test_make_default_reproduces_the_shipped_bundles(original, tmp_path):
     from parity.bundle import make_default
 
-    assert make_default.main(["--original", str(live_original.root), "--out", str(tmp_path)]) == 0
+    assert make_default.main(["--original", str(original.root), "--out", str(tmp_path)]) == 0
     for variant in DEFAULT_VARIANTS:
         fresh = load_bundle(tmp_path / variant)
         shipped = load_bundle(DEFAULT_BUNDLES[variant])
@@ -416,20 +406,20 @@ def test_make_default_reproduces_the_shipped_bundles(live_original, tmp_path):
 
 @pytest.mark.original
 @pytest.mark.parametrize("variant", DEFAULT_VARIANTS)
-def test_live_original_and_shipped_bundle_audit_alike(live_original, variant):
+def test_original_and_shipped_bundle_audit_alike(original, variant):
     bundle = load_bundle(DEFAULT_BUNDLES[variant], expect_variant=variant, expect_config=SMALL_CONFIG)
 
     def candidate():
         return replica_subject(build(variant, SMALL_CONFIG, seed=SEED), variant)
 
     replayed, _ = _outcome(bundle.reference_subject(), candidate(), bundle.batches, variant)
-    live, _ = _outcome(live_original.subject(variant, SMALL_CONFIG, SEED), candidate(), bundle.batches, variant)
+    live, _ = _outcome(original.subject(variant, SMALL_CONFIG, SEED), candidate(), bundle.batches, variant)
     assert replayed == live
 
 
 @pytest.mark.original
-def test_data_ops_can_be_recorded(live_original, tmp_path):
-    path = record_bundle(live_original, "bilstm-note", SMALL_CONFIG, SEED, tmp_path / "b", n_batches=1, batch_size=2,
+def test_data_ops_can_be_recorded(original, tmp_path):
+    path = record_bundle(original, "bilstm-note", SMALL_CONFIG, SEED, tmp_path / "b", n_batches=1, batch_size=2,
                          max_notes=16, include_edge_cases=False, data_ops=True)
     bundle = load_bundle(path)
     assert {"recipe", "data"} <= set(bundle.supported_checks)
