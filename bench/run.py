@@ -4,7 +4,10 @@
 
 Everything is measured side by side on this machine, on the same realistic batches (batch 8, segment lengths
 drawn from the real PercePiano performances), at the published model size. Each figure is the min/median/max
-over repeats; ratios are medians divided. Not part of the tests.
+over repeats; ratios are medians divided. The two sides of a ratio are timed alternately (a, b, a, b, ...),
+so that drift of a shared machine hits both. Memory: peak RSS of the whole run, and resident memory after
+each batch of one check over the same batches cycled several times (flat when nothing accumulates per batch).
+Not part of the tests.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import replica  # noqa: E402
 from parity.audit import AuditSettings, audit  # noqa: E402
 from parity.batches import generate_batches  # noqa: E402
+from parity.engine import EngineOptions  # noqa: E402
 from parity.replica_subject import ReplicaSubject  # noqa: E402
 from parity.subject import SubjectInfo  # noqa: E402
 from replica.recipe import ORIGINAL_RECIPE, make_optimizer, make_scheduler  # noqa: E402
@@ -44,7 +48,26 @@ def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, flo
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return {"min": min(times), "median": statistics.median(times), "max": max(times), "repeats": repeats}
+    return summarise(times)
+
+
+def paired(fn_a: Callable[[], Any], fn_b: Callable[[], Any], repeats: int, warm_each: bool = True
+           ) -> tuple[dict, dict]:
+    """Time two functions alternately: a, b, a, b, ... so that both see the same machine state.
+
+    With `warm_each`, each timed call follows an untimed one of the same function: a model that has just
+    run after the other one is measurably slower (allocator and cache state), which says nothing about
+    how fast it trains on its own.
+    """
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        times_a.append(timed(fn_a, 1, warmup=1 if warm_each else 0)["median"])
+        times_b.append(timed(fn_b, 1, warmup=1 if warm_each else 0)["median"])
+    return summarise(times_a), summarise(times_b)
+
+
+def summarise(times: list[float]) -> dict[str, float]:
+    return {"min": min(times), "median": statistics.median(times), "max": max(times), "repeats": len(times)}
 
 
 def ratio(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -53,7 +76,17 @@ def ratio(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 
 def rss_mb() -> float:
+    """Peak resident memory of this process so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    """Resident memory now (Linux /proc; the peak elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return rss_mb()
 
 
 def model_call(subject_kind: str, model: torch.nn.Module, inp: replica.ModelInput) -> torch.Tensor:
@@ -80,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     repeats = 3 if args.quick else 7
     n_batches = 2 if args.quick else 4
+    memory_cycles = 3 if args.quick else 5
     config = replica.DEFAULT_CONFIG
     original = original_adapter.load(args.original)
     batches = generate_batches(n_batches, seed=2026, batch_size=8, config=config, include_edge_cases=False)
@@ -98,35 +132,48 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for kind, model in models.items():
-        model.eval()
-        def fwd(model=model, kind=kind) -> None:
+    def forward(kind: str, model: torch.nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            model.eval()
             with torch.no_grad():
                 for inp in inputs:
                     model_call(kind, model, inp)
             sync()
-        results[f"{kind}_forward_s"] = timed(fwd, repeats)
-        model.train()
-        def fwd_bwd(model=model, kind=kind) -> None:
+        return run
+
+    def forward_backward(kind: str, model: torch.nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            model.train()
             for inp in inputs:
                 loss = torch.nn.functional.mse_loss(torch.sigmoid(model_call(kind, model, inp)), inp.labels)
                 model.zero_grad(set_to_none=True)
                 loss.backward()
             sync()
-        results[f"{kind}_forward_backward_s"] = timed(fwd_bwd, repeats)
-        train_copy = copy.deepcopy(model)
-        opt = make_optimizer(ORIGINAL_RECIPE, train_copy.parameters())
+        return run
+
+    def training_steps(kind: str, model: torch.nn.Module) -> Callable[[], None]:
+        model = copy.deepcopy(model).train()
+        opt = make_optimizer(ORIGINAL_RECIPE, model.parameters())
         sched = make_scheduler(ORIGINAL_RECIPE, opt)
-        def step(model=train_copy, kind=kind, opt=opt, sched=sched) -> None:
-            inp = inputs[0]
-            loss = torch.nn.functional.mse_loss(torch.sigmoid(model_call(kind, model, inp)), inp.labels)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), ORIGINAL_RECIPE.grad_clip)
-            opt.step()
-            sched.step()
+
+        def run() -> None:
+            for inp in inputs:  # one training step per batch, as an epoch runs them
+                loss = torch.nn.functional.mse_loss(torch.sigmoid(model_call(kind, model, inp)), inp.labels)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), ORIGINAL_RECIPE.grad_clip)
+                opt.step()
+                sched.step()
             sync()
-        results[f"{kind}_train_step_s"] = timed(step, repeats)
+        return run
+
+    # original and replica alternate repeat by repeat, so that both see the same machine state
+    for name, make, per in (("forward", forward, 1), ("forward_backward", forward_backward, 1),
+                            ("train_step", training_steps, len(inputs))):
+        a, b = paired(make("original", orig_model), make("replica", rep_model), repeats)
+        results[f"original_{name}_s"] = {k: (v / per if k != "repeats" else v) for k, v in a.items()}
+        results[f"replica_{name}_s"] = {k: (v / per if k != "repeats" else v) for k, v in b.items()}
+    for kind in models:
         print(f"{kind:9s} forward {results[f'{kind}_forward_s']['median']:.3f}s  "
               f"fwd+bwd {results[f'{kind}_forward_backward_s']['median']:.3f}s  "
               f"train step {results[f'{kind}_train_step_s']['median']:.3f}s", flush=True)
@@ -142,32 +189,68 @@ def main(argv: list[str] | None = None) -> int:
                 loss.backward()
         sync()
 
-    def check() -> None:
+    rss_per_batch: list[float] = []
+    verdicts: set[str] = set()  # a benchmark of a failing check would measure the wrong thing
+
+    def check(batches_in=batches, sample: bool = False) -> None:
         reference = original.subject(args.variant, config, seed=7)
+        reference.model.to(device)
         candidate = ReplicaSubject(replica.build(args.variant, config, seed=7).to(device),
                                    SubjectInfo("replica", "bundled-replica", args.variant))
-        audit(reference, candidate, batches, AuditSettings(variant=args.variant, config=config))
+        options = EngineOptions()
+        if sample:  # resident memory after each folded batch: flat when nothing accumulates per batch
+            options.progress = lambda stage, done, total: rss_per_batch.append(current_rss_mb()) \
+                if stage == "batch" else None
+        settings = AuditSettings(variant=args.variant, config=config, engine=options)
+        report, _ = audit(reference, candidate, batches_in, settings)
+        verdicts.add(report.verdict(settings.fail_on))
 
-    check_repeats = max(1, repeats // 2)
-    results["raw_forward_backward_both_s"] = timed(raw, check_repeats)
+    # cold: the first check in this process (one-time costs: float64 kernels, the original's recording
+    # wrappers); then warm repeats, measured as the raw cost is, after a warm-up
+    t = time.perf_counter()
+    check()
+    results["parity_check_cold_s"] = time.perf_counter() - t
+    raw()
     rss_before = rss_mb()
-    results["parity_check_s"] = timed(check, check_repeats, warmup=0)
+    # interleaved, so that both see the same machine state (a shared 2-core machine drifts by 10-20%)
+    results["raw_forward_backward_both_s"], results["parity_check_s"] = paired(raw, check, repeats, warm_each=False)
     results["peak_rss_mb"] = rss_mb()
     results["rss_growth_during_check_mb"] = results["peak_rss_mb"] - rss_before
+
+    # memory against the number of batches: one check over the same 3 batches cycled `memory_cycles` times,
+    # resident memory after each; accumulation per batch would make every cycle end higher than the last
+    distinct = generate_batches(3, seed=2027, batch_size=8, config=config, include_edge_cases=False)
+    check(distinct * memory_cycles, sample=True)
+    results["rss_after_each_batch_mb"] = rss_per_batch
+    cycle_peaks = [max(rss_per_batch[i:i + 3]) for i in range(0, len(rss_per_batch), 3)]
+    results["rss_peak_per_cycle_mb"] = cycle_peaks
+    results["rss_growth_after_first_cycle_mb"] = cycle_peaks[-1] - cycle_peaks[0]
+    print(f"parity check {results['parity_check_s']['median']:.3f}s (cold {results['parity_check_cold_s']:.3f}s) "
+          f"raw fwd+bwd of both {results['raw_forward_backward_both_s']['median']:.3f}s; resident memory after "
+          f"each of {len(rss_per_batch)} batches: {', '.join(f'{v:.0f}' for v in rss_per_batch)} MB", flush=True)
 
     results["forward_speedup"] = ratio(results["original_forward_s"], results["replica_forward_s"])
     results["forward_backward_speedup"] = ratio(results["original_forward_backward_s"],
                                                 results["replica_forward_backward_s"])
     results["train_step_speedup"] = ratio(results["original_train_step_s"], results["replica_train_step_s"])
+    results["parity_check_verdicts"] = sorted(verdicts)
     results["parity_overhead_ratio"] = ratio(results["parity_check_s"], results["raw_forward_backward_both_s"])
+    results["parity_overhead_ratio_cold"] = (results["parity_check_cold_s"]
+                                             / results["raw_forward_backward_both_s"]["median"])
     # keep the headline keys flat as documented: medians
     summary = {k: results[k]["median"] for k in ("train_step_speedup", "forward_speedup", "parity_overhead_ratio")}
-    out = {**summary, "peak_rss_mb": results["peak_rss_mb"], "details": results}
+    out = {**summary, "peak_rss_mb": results["peak_rss_mb"],
+           "parity_overhead_ratio_cold": results["parity_overhead_ratio_cold"],
+           "rss_growth_after_first_cycle_mb": results["rss_growth_after_first_cycle_mb"], "details": results}
     Path(args.out).write_text(json.dumps(out, indent=2))
     for k, v in summary.items():
         r = results[k]
         print(f"{k:24s} median {v:.2f}x  (min {r['min']:.2f}, max {r['max']:.2f})")
+    print(f"parity check verdict(s)         {', '.join(sorted(verdicts))}")
+    print(f"parity_overhead_ratio_cold      {results['parity_overhead_ratio_cold']:.2f}x (first check in the process)")
     print(f"peak_rss_mb              {results['peak_rss_mb']:.0f}")
+    print(f"rss_growth_after_first_cycle_mb {results['rss_growth_after_first_cycle_mb']:.1f} "
+          f"(3 batches cycled {memory_cycles} times: last cycle's peak minus the first's)")
     return 0
 
 

@@ -36,13 +36,14 @@ class DiffAgg:
     shape_mismatch: tuple[list[int], list[int]] | None = None
     first_bad_batch: int | None = None
 
-    def fold(self, ref: Tensor, cand: Tensor, mask: Tensor | None, threshold: float, batch_index: int) -> None:
+    def fold(self, ref: Tensor, cand: Tensor, mask: Tensor | None, threshold: float, batch_index: int) -> bool:
+        """Fold one batch; True when this batch differs beyond `threshold` (or in shape, or not finite)."""
         self.batches += 1
         if ref.shape != cand.shape:
             if self.shape_mismatch is None:
                 self.shape_mismatch = (list(ref.shape), list(cand.shape))
                 self.first_bad_batch = batch_index
-            return
+            return True
         d = compare(ref, cand, mask, threshold)
         self.max_abs = _nanmax(self.max_abs, d.max_abs)
         self.max_rel = _nanmax(self.max_rel, d.max_rel)
@@ -50,8 +51,10 @@ class DiffAgg:
         self.beyond += d.beyond if not math.isnan(d.max_abs) else d.numel
         self.numel += d.numel
         self.threshold = max(self.threshold, threshold)
-        if (d.beyond or math.isnan(d.max_abs)) and self.first_bad_batch is None:
+        bad = bool(d.beyond) or math.isnan(d.max_abs)
+        if bad and self.first_bad_batch is None:
             self.first_bad_batch = batch_index
+        return bad
 
     @property
     def exceeded(self) -> bool:
@@ -164,6 +167,14 @@ class PatternAgg:
             self.batches_bad += 1
             self.batches_bad_with_gap += int(profile.number_gap)
 
+    def fold_clean(self, profile: BatchProfile) -> None:
+        """A batch in which the level matched everywhere: the counts `fold` would add, without its tensor work
+        (where nothing differs there is nothing to locate)."""
+        self.batches += 1
+        self.batches_with_gap += int(profile.number_gap)
+        self.longest_items += int(profile.longest.sum())
+        self.shorter_items += int((~profile.longest).sum())
+
     def summary(self) -> dict[str, float | int | None]:
         """JSON-ready shares (None where the denominator is zero)."""
         def share(a: int, b: int) -> float | None:
@@ -236,7 +247,8 @@ class AttentionAgg:
             old = getattr(self, side)
             setattr(self, side, mass if old is None else max(old, mass))
 
-    def fold(self, ref_w: Tensor | None, cand_w: Tensor | None, threshold: float, batch_index: int) -> None:
+    def fold(self, ref_w: Tensor | None, cand_w: Tensor | None, threshold: float, batch_index: int) -> bool:
+        """Fold one batch's maps; True when the two sides' weights differ beyond `threshold`."""
         self.batches += 1
         for side, w in (("ref", ref_w), ("cand", cand_w)):
             if w is None:
@@ -254,4 +266,5 @@ class AttentionAgg:
                 acc["_n"] = [n + 1]
             self.heads = max(self.heads, w.shape[-1])
         if ref_w is not None and cand_w is not None:
-            self.diff.fold(ref_w, cand_w, None, threshold, batch_index)
+            return self.diff.fold(ref_w, cand_w, None, threshold, batch_index)
+        return False

@@ -20,6 +20,7 @@ from parity.checks import run_model_checks
 from parity.diagnosis import diagnose
 from parity.engine import Engine, EngineOptions
 from parity.findings import CHECK_IDS, Severity
+from parity.noise import FloorMeter
 from parity.report import CheckResult, Report
 from parity.state import ComparisonState
 from parity.subject import Subject
@@ -50,6 +51,7 @@ class AuditSettings:
             "tolerances": self.engine.tolerances.to_dict(),
             "local_error": self.engine.local_error,
             "floor_batches": self.engine.floor_batches,
+            "thorough": self.engine.thorough,
         }
 
 
@@ -114,7 +116,8 @@ def audit(reference: Subject, candidate: Subject, batches: Sequence[CanonicalBat
     state = engine.run(batches)
     report = build_report(state, settings, [reference, candidate], extra_checks, extra_explanations_context=context)
     if verify_fixes:
-        verify_fixes_in_report(report, state, reference, candidate, batches, settings)
+        verify_fixes_in_report(report, state, reference, candidate, batches, settings,
+                               floor_meter=engine.floor_meter)
     return report, state
 
 
@@ -122,7 +125,8 @@ FIX_BATCHES = 2  # batches re-run per attempted fix (the first ones of the audit
 
 
 def verify_fixes_in_report(report: Report, state: ComparisonState, reference: Subject, candidate: Subject,
-                           batches: Sequence[CanonicalBatch], settings: AuditSettings) -> None:
+                           batches: Sequence[CanonicalBatch], settings: AuditSettings,
+                           floor_meter: FloorMeter | None = None) -> None:
     """Apply each explanation's mechanical fix to a copy of the candidate, re-run, record the result.
 
     Diagnosis is add-only: a fix that cannot be applied or fails leaves `fix_verified` as None and never
@@ -151,6 +155,7 @@ def verify_fixes_in_report(report: Report, state: ComparisonState, reference: Su
             options = copy.copy(settings.engine)
             options.init_check = False
             options.reuse_floors = state.floors
+            options.floor_meter = floor_meter  # can still add gradient floors the main run did not need
             options.progress = None
             engine = Engine(reference, fixed, variant=settings.variant, config=settings.config, options=options)
             after_state = engine.run(list(batches[:FIX_BATCHES]))

@@ -169,6 +169,9 @@ OPTIONS: tuple[Option, ...] = (
            "checks (they take a few optimizer steps on both sides)", is_flag=True, const=False),
     Option("threads", "--threads", _int(1), None, "torch CPU threads (default: torch's choice; 1 is often fastest "
            "for the small models on a busy machine)", "N"),
+    Option("thorough", "--thorough", _bool, False, "also measure what only serves to explain a mismatch where "
+           "nothing differs (gradient noise floors, teacher-forced local error of every level); same verdict, "
+           "slower", is_flag=True, const=True),
     Option("debug", "--debug", _bool, False, "show tracebacks", is_flag=True),
 )
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -199,6 +202,7 @@ class CheckOptions:
     edge_cases: bool = True
     training_checks: bool = True
     threads: int | None = None
+    thorough: bool = False
     debug: bool = False
     explicit: dict[str, str] = field(default_factory=dict)  # option name -> where it was set
     config_file: str | None = None

@@ -3,6 +3,12 @@
 Flow (one way): canonical batches -> subjects -> taps -> aggregates (ComparisonState) -> checks ->
 findings -> diagnosis -> report. The engine never judges; it measures. Taps of one batch are dropped once
 folded, so memory does not grow with the number of batches.
+
+Lean by default: each subject runs once per batch (forward and backward together); the evidence that only
+serves to locate a mismatch (teacher-forced local error, where mismatches sit, gradient noise floors) is
+computed only for what differs in that batch. None of it can turn a match into a mismatch: a floor only
+raises a threshold, and local error and patterns only explain a level that already differs. `thorough`
+computes all of it everywhere.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ class EngineOptions:
     mapping_overrides: dict[str, str] | None = None
     progress: Progress | None = None
     reuse_floors: NoiseFloors | None = None  # floors measured by an earlier run on the same batches
+    floor_meter: FloorMeter | None = None  # or that run's meter, which can still add gradient floors on demand
+    # gradient floors and teacher-forced local error for every level of every batch, needed or not
+    thorough: bool = False
 
 
 class EngineError(RuntimeError):
@@ -60,12 +69,13 @@ def _init_stats(reference: torch.nn.Module, candidate: torch.nn.Module, wm: Weig
 
 
 def _scale(ref: Tensor, mask: Tensor | None) -> float:
-    a = ref.detach().abs().double()
+    """Largest magnitude of `ref` where `mask` holds (abs and max are exact in any dtype)."""
+    a = ref.detach().abs()
     if mask is not None:
         m = mask
         while m.dim() < a.dim():
             m = m.unsqueeze(-1)
-        a = a * m
+        a = torch.where(m, a, a.new_zeros(()))
     return float(a.max()) if a.numel() else 0.0
 
 
@@ -83,6 +93,11 @@ class Engine:
         # call orders (reference, candidate) for structure descriptions; recorded during the first batch
         # when the names alone pair every parameter, so no extra forward pass is spent on tracing
         self._call_orders: tuple[list[str], list[str]] | None = None
+
+    @property
+    def floor_meter(self) -> FloorMeter | None:
+        """The meter behind this run's floors (None when floors were reused, disabled or unavailable)."""
+        return self._floor_meter
 
     # -- preparation --------------------------------------------------------------------------------------
     def prepare(self, first_batch: CanonicalBatch) -> None:
@@ -118,7 +133,10 @@ class Engine:
         copy_weights(ref.model, cand.model, wm)
         st.reference_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in ref.model.named_parameters()}
         st.candidate_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in cand.model.named_parameters()}
-        if self.options.reuse_floors is not None:
+        if self.options.floor_meter is not None:
+            self._floor_meter = self.options.floor_meter
+            st.floors = self._floor_meter.floors
+        elif self.options.reuse_floors is not None:
             st.floors = self.options.reuse_floors
         elif self.options.floors:
             try:
@@ -139,7 +157,9 @@ class Engine:
     def fold_batch(self, index: int, batch: CanonicalBatch) -> None:
         st = self.state
         if self._floor_meter is not None and st.floors.batches < self.options.floor_batches:
-            self._floor_meter.measure(batch)
+            self._floor_meter.measure(batch, grads=False)
+            if self.options.thorough:
+                self._floor_meter.ensure_grads()
         if self._call_orders is None:
             with recording_calls(self.reference.model) as ref_order, recording_calls(self.candidate.model) as cand_order:
                 ref_taps = self._run(self.reference, batch, index)
@@ -151,10 +171,11 @@ class Engine:
         else:
             ref_taps = self._run(self.reference, batch, index)
             cand_taps = self._run(self.candidate, batch, index)
-        self._fold_levels(index, batch, ref_taps, cand_taps)
+        profile = batch_profile(batch)
+        self._fold_levels(index, batch, profile, ref_taps, cand_taps)
         self._fold_grads(index, ref_taps, cand_taps)
         self._fold_attention(index, ref_taps, cand_taps)
-        self._fold_patterns(batch, ref_taps, cand_taps)
+        self._fold_final_padding(profile, ref_taps, cand_taps)
         st.batches += 1
         st.batch_tags.extend(t for t in batch.tags if t not in st.batch_tags)
 
@@ -166,9 +187,10 @@ class Engine:
                               f"({', '.join(batch.tags) or 'generated'}): {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
 
-    def _fold_levels(self, index: int, batch: CanonicalBatch, ref_taps: Taps, cand_taps: Taps) -> None:
+    def _fold_levels(self, index: int, batch: CanonicalBatch, profile: BatchProfile, ref_taps: Taps,
+                     cand_taps: Taps) -> None:
         st, tol = self.state, self.options.tolerances
-        lengths = torch.tensor(batch.lengths)
+        lengths = profile.lengths
         st.levels_only_reference |= set(ref_taps.levels) - set(cand_taps.levels)
         st.levels_only_candidate |= set(cand_taps.levels) - set(ref_taps.levels)
         for level, ref in ref_taps.levels.items():
@@ -182,10 +204,17 @@ class Engine:
             agg.floor_rel = st.floors.level_rel(level)
             real, padded = real_mask(level, ref, cand, lengths)
             threshold = tol.threshold(agg.floor_abs, _scale(ref, real))
-            agg.real.fold(ref, cand.to(torch.float32), real, threshold, index)
+            cand32 = cand.to(torch.float32)
+            bad = agg.real.fold(ref, cand32, real, threshold, index)
             if padded is not None and bool(padded.any()):
-                agg.padded.fold(ref, cand.to(torch.float32), padded, max(threshold, tol.min_rel), index)
-            if st.local_available:
+                agg.padded.fold(ref, cand32, padded, max(threshold, tol.min_rel), index)
+            # where mismatches sit (items, rows, batches): evidence for diagnosis, only needed where they are
+            if bad or self.options.thorough or ref.shape != cand.shape or ref.shape[0] != len(batch):
+                agg.pattern.fold(level, ref, cand32, real if ref.shape == cand.shape else None, threshold, profile)
+            else:
+                agg.pattern.fold_clean(profile)
+            # the level alone on the reference's inputs: tells a root cause from an inherited error
+            if st.local_available and (bad or self.options.thorough):
                 self._fold_local(agg, level, batch, ref_taps, ref, real, threshold, index)
         if ref_taps.loss is not None and cand_taps.loss is not None:
             st.losses.append((ref_taps.loss, cand_taps.loss))
@@ -214,9 +243,26 @@ class Engine:
         agg.local.fold(ref, out.to(torch.float32), real, threshold, index)
 
     def _fold_grads(self, index: int, ref_taps: Taps, cand_taps: Taps) -> None:
+        """Gradients against the floors known so far; when one exceeds the fixed minimum before the gradient
+        floors were measured, the batch is folded again with them (earlier batches stayed under the minimum,
+        so the floors cannot change their outcome)."""
+        meter = self._floor_meter
+        lazy = meter is not None and not meter.grads_measured
+        before = {name: copy.copy(agg) for name, agg in self.state.grads.items()} if lazy else {}
+        if self._fold_grads_once(index, ref_taps, cand_taps) and lazy:
+            self.state.grads = before
+            try:
+                meter.ensure_grads()  # type: ignore[union-attr]
+            except (RuntimeError, KeyError, ValueError) as exc:
+                self.state.floors.method += f"; gradient floors unavailable ({type(exc).__name__})"
+            self._fold_grads_once(index, ref_taps, cand_taps)
+
+    def _fold_grads_once(self, index: int, ref_taps: Taps, cand_taps: Taps) -> bool:
         st, tol = self.state, self.options.tolerances
+        bad = False
         st.reference_with_grad |= set(ref_taps.grads)
-        global_scale = max((_scale(g, None) for g in ref_taps.grads.values()), default=0.0)
+        scales = {name: _scale(g, None) for name, g in ref_taps.grads.items()}
+        global_scale = max(scales.values(), default=0.0)
         for r, c in st.weight_map.pairs.items():
             g_r, g_c = ref_taps.grads.get(r), cand_taps.grads.get(c)
             if g_r is None and g_c is None:
@@ -229,8 +275,9 @@ class Engine:
                 continue
             agg = st.grads.setdefault(r, DiffAgg())
             floor = st.floors.grads.get(r, 0.0)
-            thr = tol.threshold(floor, _scale(g_r, None), grad=True, global_scale=global_scale)
-            agg.fold(g_r, g_c.to(torch.float32), None, thr, index)
+            thr = tol.threshold(floor, scales[r], grad=True, global_scale=global_scale)
+            bad = agg.fold(g_r, g_c.to(torch.float32), None, thr, index) or bad
+        return bad
 
     def _fold_attention(self, index: int, ref_taps: Taps, cand_taps: Taps) -> None:
         st, tol = self.state, self.options.tolerances
@@ -240,17 +287,9 @@ class Engine:
             agg.fold(ref_taps.attention.get(name), cand_taps.attention.get(name),
                      max(tol.floor_multiple * floor, tol.min_rel), index)
 
-    def _fold_patterns(self, batch: CanonicalBatch, ref_taps: Taps, cand_taps: Taps) -> None:
-        """Where mismatches sit (items, rows, batches) and attention mass on padding: evidence for diagnosis."""
-        st, tol = self.state, self.options.tolerances
-        profile: BatchProfile = batch_profile(batch)
-        for level, agg in st.levels.items():
-            ref, cand = ref_taps.levels.get(level), cand_taps.levels.get(level)
-            if ref is None or cand is None:
-                continue
-            real, _ = real_mask(level, ref, cand, profile.lengths) if ref.shape == cand.shape else (None, None)
-            threshold = tol.threshold(agg.floor_abs, _scale(ref, real))
-            agg.pattern.fold(level, ref, cand.to(torch.float32), real, threshold, profile)
+    def _fold_final_padding(self, profile: BatchProfile, ref_taps: Taps, cand_taps: Taps) -> None:
+        """Attention mass the head's pooling puts on padding: evidence for diagnosis."""
+        st = self.state
         final = st.attention.get("attn.final")
         ref_w = ref_taps.attention.get("attn.final")
         if final is not None and ref_w is not None:

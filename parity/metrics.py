@@ -28,7 +28,8 @@ def compare(ref: Tensor, cand: Tensor, mask: Tensor | None = None, threshold: fl
     """Differences of `cand` from `ref` over the positions where `mask` (broadcastable, leading dims) holds.
 
     Differences are taken in the wider of the two dtypes (float32 differences of float32 tensors are exact to
-    half an ulp); sums for the cosine are accumulated in float64.
+    half an ulp); sums for the cosine are accumulated in float64. Masked-out positions compare as 0 vs 0,
+    whatever they hold (NaN included).
     """
     dtype = torch.float64 if torch.float64 in (ref.dtype, cand.dtype) else torch.float32
     a = ref.detach().to(dtype)
@@ -39,26 +40,25 @@ def compare(ref: Tensor, cand: Tensor, mask: Tensor | None = None, threshold: fl
             m = m.unsqueeze(-1)
         m = m.expand_as(a)
         numel = int(m.sum())
+        zero = a.new_zeros(())
+        a, b = torch.where(m, a, zero), torch.where(m, b, zero)
     else:
-        m = None
         numel = a.numel()
     if numel == 0:
         return Diff(0.0, 0.0, 1.0, 0, 0, 0.0, ())
-    finite = torch.isfinite(a) & torch.isfinite(b)
-    if m is not None:
-        a, b = a * m, b * m  # masked positions compare as 0 vs 0
-        finite = finite | ~m
-    if not bool(finite.all()):
+    diff = (a - b).abs()
+    flat_idx = int(diff.argmax())  # NaN wins argmax and max: one pass tells whether everything is finite
+    max_abs = float(diff.view(-1)[flat_idx])
+    if not math.isfinite(max_abs):
+        finite = torch.isfinite(a) & torch.isfinite(b)
         nan = float("nan")
         fa = a[torch.isfinite(a)].abs()
         return Diff(nan, nan, nan, numel, int((~finite).sum()), float(fa.max()) if fa.numel() else 0.0, ())
-    diff = (a - b).abs()
-    flat_idx = int(diff.argmax())
-    max_abs = float(diff.view(-1)[flat_idx])
     scale = float(a.abs().max())
-    dot = float((a * b).sum(dtype=torch.float64))
-    denom = math.sqrt(float((a * a).sum(dtype=torch.float64)) * float((b * b).sum(dtype=torch.float64)))
-    cosine = dot / denom if denom > 0 else (1.0 if max_abs == 0 else 0.0)
+    sums = torch.stack([(a * b).sum(dtype=torch.float64), (a * a).sum(dtype=torch.float64),
+                        (b * b).sum(dtype=torch.float64)]).tolist()
+    denom = math.sqrt(sums[1] * sums[2])
+    cosine = sums[0] / denom if denom > 0 else (1.0 if max_abs == 0 else 0.0)
     beyond = int((diff > threshold).sum()) if threshold is not None else 0
     rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
     return Diff(max_abs, rel, cosine, numel, beyond, scale, (flat_idx,))

@@ -62,10 +62,10 @@ class ReplicaSubject:
             with torch.set_grad_enabled(grads):
                 out = self.model.run_levels(inp.x, inp.note_locations, inp.lengths,
                                             on_level=taps.record_level, on_attention=taps.record_attention)
+                loss = training_loss(out["logits"], inp.labels)
+                taps.loss = float(loss.detach())
                 if grads:
-                    loss = training_loss(out["logits"], inp.labels)
                     loss.backward()
-                    taps.loss = float(loss.detach())
                     taps.record_grads(dict(self.model.named_parameters()))
         return taps
 

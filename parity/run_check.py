@@ -493,7 +493,7 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
     _move(candidate.subject, options.device)
 
     engine_options = EngineOptions(tolerances=Tolerances(), init_check=reference.init_available,
-                                   mapping_overrides=overrides, progress=progress)
+                                   mapping_overrides=overrides, progress=progress, thorough=options.thorough)
     normal = sum(1 for b in batches if not any(t.startswith("edge:") for t in b.tags))
     settings = AuditSettings(variant=variant, config=config, seed=seed, batches=normal, fail_on=options.severity,
                              device=options.device, engine=engine_options, waivers=waivers)
@@ -515,7 +515,8 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
                           extra_explanations_context=context)
     step("verifying fixes")
     # the unwrapped subjects: verification copies the candidate subject and swaps its model
-    verify_fixes_in_report(report, state, reference.subject, candidate.subject, batches, settings)
+    verify_fixes_in_report(report, state, reference.subject, candidate.subject, batches, settings,
+                           floor_meter=engine.floor_meter)
     skip_unsupported(report, reference)
     add_non_finite_findings(report, watches)
     report.settings.update({

@@ -227,9 +227,10 @@ def test_config_file_and_fail_on_threshold(work):
 def test_user_replica_lightning_example_passes(work):
     out = work / "lightning"
     proc = run_parity("check", "--replica", f"{ROOT / 'docs' / 'lightning_example.py'}:build", "--batches", "1",
-                      "--max-notes", "16", "--report-dir", str(out), "--format", "json", cwd=work)
+                      "--max-notes", "16", "--report-dir", str(out), "--format", "json", "--thorough", cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     data = load_json(out)
+    assert data["settings"]["thorough"] is True
     replica = data["subjects"][1]
     assert replica["kind"] == "user-replica" and replica["extra"]["adapter"] == "LitAdapter"
     forward = next(c for c in data["checks"] if c["id"] == "forward")

@@ -26,7 +26,7 @@ def run(state: ComparisonState) -> CheckResult:
     bad_levels: dict[str, list[str]] = {}
     for name, agg in sorted(state.grads.items()):
         rows.append({"param": name, "max_abs": agg.max_abs, "max_rel": agg.max_rel, "cosine": agg.cosine,
-                     "floor": state.floors.grads.get(name), "status": "mismatch" if agg.exceeded else "ok"})
+                     "floor": state.floors.grad(name), "status": "mismatch" if agg.exceeded else "ok"})
         if agg.exceeded:
             bad_levels.setdefault(level_of(name), []).append(name)
             findings.append(Finding(
@@ -34,7 +34,7 @@ def run(state: ComparisonState) -> CheckResult:
                 f"gradient of {name} differs: greatest absolute difference {agg.max_abs:.3g} ({agg.max_rel:.3g} "
                 f"relative), cosine {agg.cosine:.6f}, up to {agg.threshold:.3g} allowed",
                 metrics={"max_abs": agg.max_abs, "max_rel": agg.max_rel, "cosine": agg.cosine,
-                         "floor_abs": state.floors.grads.get(name, 0.0)},
+                         "floor_abs": state.floors.grad(name)},
                 evidence={"level": level_of(name), "shapes": agg.shape_mismatch}))
     for name in sorted(state.grad_only_reference):
         findings.append(Finding(
