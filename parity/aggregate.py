@@ -32,6 +32,7 @@ class DiffAgg:
     beyond: int = 0
     numel: int = 0
     threshold: float = 0.0  # the largest threshold used (for the report)
+    threshold_rel: float = 0.0  # the largest threshold relative to its batch's reference magnitude
     batches: int = 0
     shape_mismatch: tuple[list[int], list[int]] | None = None
     first_bad_batch: int | None = None
@@ -51,6 +52,8 @@ class DiffAgg:
         self.beyond += d.beyond if not math.isnan(d.max_abs) else d.numel
         self.numel += d.numel
         self.threshold = max(self.threshold, threshold)
+        if d.ref_scale > 0:
+            self.threshold_rel = max(self.threshold_rel, threshold / d.ref_scale)
         bad = bool(d.beyond) or math.isnan(d.max_abs)
         if bad and self.first_bad_batch is None:
             self.first_bad_batch = batch_index

@@ -6,8 +6,8 @@ check itself establishes that), and float64 serves as the exact result. The floo
 float32 error of that level on the batches measured; gradients and attention maps get floors the same way.
 
 Level, attention and loss floors need only the forward pass (cheap). Gradient floors need a float64 backward,
-which on the CPU costs several times a whole float32 check (PyTorch's float64 LSTM backward is an unfused
-per-step graph), so `measure(batch, grads=False)` leaves them out and the engine asks for them only when a
+about a quarter of a two-batch check on the CPU (PyTorch's float64 LSTM backward is an unfused per-step
+graph), so `measure(batch, grads=False)` leaves them out and the engine asks for them only when a
 gradient difference exceeds the fixed minimum: a floor can only raise a threshold, so below the minimum the
 verdict is the same with or without it.
 """

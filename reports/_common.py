@@ -30,7 +30,7 @@ KNOWN_TABLES: dict[tuple[str, str], TableSpec] = {
     ("forward", "levels"): TableSpec(
         "Per-level error",
         ("level", "space", "max_abs", "max_rel", "cosine", "beyond_tol", "pad_max_abs", "local_max_rel",
-         "cumulative_max_rel", "floor", "tolerance", "status"),
+         "cumulative_max_rel", "floor", "floor_rel", "tolerance", "tolerance_rel", "status"),
     ),
     ("attention", "heads"): TableSpec(
         "Attention entropy per head",

@@ -49,7 +49,7 @@ MAX_FINDINGS = 25
 MAX_TEXT_WIDTH = 32
 # Columns a known table can do without on a narrow console, least useful first.
 DROP_WHEN_NARROW: dict[tuple[str, str], tuple[str, ...]] = {
-    ("forward", "levels"): ("pad_max_abs", "beyond_tol", "space", "max_abs", "floor", "cosine"),
+    ("forward", "levels"): ("pad_max_abs", "beyond_tol", "space", "max_abs", "floor", "tolerance", "cosine"),
     ("attention", "heads"): ("original_min", "replica_min", "original_max", "replica_max"),
     ("backward", "params"): ("max_abs", "floor", "cosine"),
 }

@@ -51,6 +51,11 @@ def test_a_faithful_run_skips_gradient_floors_and_local_error() -> None:
     assert all(agg.local is None for agg in state.levels.values())  # nothing differs: nothing to localise
     assert all(agg.pattern.batches == 2 and agg.pattern.rows_bad == 0 for agg in state.levels.values())
     assert all(agg.pattern.longest_items + agg.pattern.shorter_items == 8 for agg in state.levels.values())
+    # the report's relative tolerance is never below the fixed minimum, and a match stays under it
+    forward = next(c for c in run_model_checks(state, EngineOptions().tolerances) if c.id == "forward")
+    for row in forward.tables["levels"]:
+        assert row["tolerance_rel"] >= EngineOptions().tolerances.min_rel * (1 - 1e-9), row["level"]
+        assert row["max_rel"] <= row["tolerance_rel"], row["level"]
 
 
 def test_thorough_measures_everything_and_agrees_on_a_faithful_run() -> None:

@@ -61,6 +61,7 @@ def run(state: ComparisonState) -> CheckResult:
             "local_max_rel": local.max_rel if local is not None else None,
             "cumulative_max_rel": real.max_rel,
             "floor": agg.floor_abs, "floor_rel": agg.floor_rel, "tolerance": real.threshold,
+            "tolerance_rel": real.threshold_rel or None,
             "status": "mismatch" if real.exceeded and not inherited else ("inherited" if inherited else "ok"),
         }
         if real.shape_mismatch:
