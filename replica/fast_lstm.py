@@ -28,28 +28,33 @@ def reverse_within_lengths(x: Tensor, lengths: Tensor) -> Tensor:
     return torch.gather(x, 1, index.unsqueeze(-1).expand_as(x))
 
 
-def length_groups(lengths: Tensor, max_groups: int = 3) -> list[Tensor]:
-    """Split item indices into up to `max_groups` groups of similar length, minimising padded steps
-    (sum over groups of size x longest length) plus a small cost per extra kernel call."""
+# Cost model of one fused LSTM call, in item-steps (measured on a 2-core CPU, hidden 256): a call costs its
+# longest length times its item count, but never less than MIN_EFFECTIVE_ITEMS items' worth (below that the
+# step is latency-bound), plus CALL_COST for the gathers and copies around it.
+MIN_EFFECTIVE_ITEMS = 4.4
+CALL_COST = 50.0
+
+
+def length_groups(lengths: Tensor) -> list[Tensor]:
+    """Split item indices into groups of similar length that minimise the cost model above.
+
+    Optimal over contiguous runs of the length-sorted items (dynamic programming, O(n^2) with n the number of
+    sequences: at most a few dozen voice sequences). Compared with one padded call this saves about 10% of
+    the voice LSTM's time, whose sequences range from a few notes to a few hundred.
+    """
     order = torch.argsort(lengths, descending=True)
     sorted_len = lengths[order].tolist()
     n = len(sorted_len)
-    call_cost = 0.15 * n * sorted_len[0] if n else 0.0
-    best = (float(n * sorted_len[0]) if n else 0.0, [n])
-    for i in range(1, n):
-        two = i * sorted_len[0] + (n - i) * sorted_len[i] + call_cost
-        if two < best[0]:
-            best = (two, [i, n])
-        if max_groups >= 3:
-            for j in range(i + 1, n):
-                three = i * sorted_len[0] + (j - i) * sorted_len[i] + (n - j) * sorted_len[j] + 2 * call_cost
-                if three < best[0]:
-                    best = (three, [i, j, n])
-    groups, start = [], 0
-    for end in best[1]:
-        groups.append(order[start:end])
-        start = end
-    return groups
+    best = [0.0] * (n + 1)  # best[e]: cost of the first e items
+    start_of = [0] * (n + 1)
+    for end in range(1, n + 1):  # plain Python: n is small, and tensor ops would cost more per step
+        best[end], start_of[end] = min(
+            (best[a] + sorted_len[a] * max(end - a, MIN_EFFECTIVE_ITEMS) + CALL_COST, a) for a in range(end))
+    cuts, end = [], n
+    while end > 0:
+        cuts.append((start_of[end], end))
+        end = start_of[end]
+    return [order[a:b] for a, b in reversed(cuts)]
 
 
 class FastLSTM(nn.LSTM):
@@ -75,9 +80,9 @@ class FastLSTM(nn.LSTM):
     def run_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Packed-equivalent output for a zero-padded batch (N, T, C) with real lengths (N,).
 
-        Items are grouped by length (at most three groups, each padded to its own longest item) so that short
-        items do not pay for the longest one; items never interact, so grouping changes nothing numerically
-        beyond float rounding.
+        Items are grouped by length (each group padded to its own longest item) so that short items do not pay
+        for the longest one; items never interact, so grouping changes nothing numerically beyond float
+        rounding.
         """
         groups = length_groups(lengths)
         if len(groups) == 1:

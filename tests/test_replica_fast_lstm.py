@@ -81,7 +81,11 @@ def test_reversal_within_lengths_is_its_own_inverse_and_keeps_padding_in_place()
     assert torch.equal(reverse_within_lengths(flipped, lengths), x)
 
 
-def test_length_groups_cover_every_item_once() -> None:
-    groups = length_groups(torch.tensor([200, 12, 190, 15, 90, 11, 95, 14]))
-    assert 1 <= len(groups) <= 3
-    assert sorted(torch.cat(groups).tolist()) == list(range(8))
+def test_length_groups_cover_every_item_once_in_runs_of_similar_length() -> None:
+    lengths = torch.tensor([200, 12, 190, 15, 90, 11, 95, 14, 180, 13, 88, 16])
+    groups = length_groups(lengths)
+    assert sorted(torch.cat(groups).tolist()) == list(range(len(lengths)))
+    for longer, shorter in zip(groups, groups[1:], strict=False):
+        assert int(lengths[shorter].max()) <= int(lengths[longer].min())
+    assert len(groups) > 1  # the short items do not pay for 200 steps
+    assert len(length_groups(torch.full((8,), 120))) == 1  # equal lengths: one call
