@@ -108,7 +108,10 @@ class FastLSTM(nn.LSTM):
                 seq = layer_in if not suffix else reverse_within_lengths(layer_in, lengths)
                 out = torch.lstm(seq, (h0, h0), weights, self.bias, 1, 0.0, self.training, False, True)[0]
                 outs.append(out if not suffix else reverse_within_lengths(out, lengths))
-            layer_in = torch.cat(outs, dim=-1) * mask
+            # padded steps hold state carried past each item's end; no real step of the next layer reads them
+            # (the reverse direction runs on sequences reversed within their length), so only the output is
+            # masked, to the exact zeros of pad_packed_sequence
+            layer_in = torch.cat(outs, dim=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_in = nn.functional.dropout(layer_in, self.dropout, True)
-        return layer_in
+        return layer_in * mask
