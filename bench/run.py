@@ -89,7 +89,7 @@ def live_tensor_mb() -> float:
     with warnings.catch_warnings():  # isinstance on some deprecated torch objects warns
         warnings.simplefilter("ignore")
         for obj in gc.get_objects():
-            if isinstance(obj, torch.Tensor) and obj.device.type == "cpu" and not obj.is_sparse:
+            if isinstance(obj, torch.Tensor) and not obj.is_sparse and obj.device.type != "meta":
                 storage = obj.untyped_storage()
                 seen[storage.data_ptr()] = storage.nbytes()
     return sum(seen.values()) / 2**20

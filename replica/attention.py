@@ -21,6 +21,30 @@ from torch import Tensor, nn
 MASK_VALUE = -1e10
 
 
+def _observed(module: nn.Module) -> bool:
+    """Whether forward hooks watch `module` (its own or global ones)."""
+    from torch.nn.modules import module as module_globals
+
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks)
+
+
+class _ZeroRows(torch.autograd.Function):
+    """A Linear applied to rows that are exactly zero: the output is the bias (no matmul); the backward is the
+    Linear's own (input gradient g @ W, weight gradient x^T g = 0, bias gradient the sum of g)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(weight)
+        return bias.unsqueeze(0).expand(x.shape[0], -1).clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, Tensor]:  # type: ignore[override]
+        (weight,) = ctx.saved_tensors
+        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+        return grad_x, None, grad.sum(0)
+
+
 class ContextAttention(nn.Module):
     def __init__(self, size: int, num_head: int) -> None:
         super().__init__()
@@ -44,14 +68,22 @@ class ContextAttention(nn.Module):
 
         The inputs of the beat and measure attentions are raw LSTM outputs, whose padding rows are exact
         zeros (30-50% of the rows of a realistic batch); such a row projects to the bias exactly (0 @ W + b),
-        so it is filled with the bias instead of going through the matmul.
+        so its output is the bias without the matmul, and its backward is the Linear's (see _ZeroRows). A
+        hooked projection is called on the whole input, so that observers see the shapes the original
+        produces.
         """
-        flat = x.reshape(-1, x.shape[-1])
-        rows = flat.ne(0).any(-1).nonzero().squeeze(1)
-        if rows.numel() > 0.8 * flat.shape[0]:
+        if _observed(self.attention_net):  # hooks (parity's operation recording) see the plain call
             return self.attention_net(x)
-        bias = self.attention_net.bias.unsqueeze(0).expand(flat.shape[0], -1)
-        out = bias.index_copy(0, rows, self.attention_net(flat.index_select(0, rows)))
+        flat = x.reshape(-1, x.shape[-1])
+        nonzero = flat.ne(0).any(-1)
+        rows, zero_rows = nonzero.nonzero().squeeze(1), (~nonzero).nonzero().squeeze(1)
+        if zero_rows.numel() < 0.2 * flat.shape[0]:
+            return self.attention_net(x)
+        net = self.attention_net
+        parts = torch.cat([net(flat.index_select(0, rows)),
+                           _ZeroRows.apply(flat.index_select(0, zero_rows), net.weight, net.bias)])
+        order = torch.cat([rows, zero_rows])
+        out = parts.index_select(0, torch.argsort(order))
         return out.view(*x.shape[:-1], out.shape[-1])
 
     def weights(self, x: Tensor, mask: str = "row_sum", real: Tensor | None = None) -> Tensor:
