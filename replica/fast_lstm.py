@@ -3,9 +3,9 @@
 On the CPU, PyTorch runs an LSTM over a PackedSequence with a per-time-step loop, but a padded float32 batch
 through its fused (oneDNN) kernel: about 2.5x faster with autograd and 1.3x without it at this model's size,
 despite the padded steps. Float64 (used only for noise floors) has no fused kernel, so it keeps the packed
-path, which skips the padding. Padding only matters for the reverse direction, which would start on padding. So each layer's reverse direction runs on the sequences reversed
-*within their own length* (padding stays at the end), which gives exactly the packed semantics: every real
-step sees only real steps. Outputs at padded positions are zero, as after `pad_packed_sequence`.
+path, which skips the padding. Padding only matters for the reverse direction, which would start on padding.
+So each layer's reverse direction runs on the sequences reversed *within their own length* (padding stays at
+the end), which gives exactly the packed semantics: every real step sees only real steps. Outputs at padded positions are zero, as after `pad_packed_sequence`.
 
 Drop-in: same parameters and names as nn.LSTM (it is one), the same input and output types (PackedSequence in,
 PackedSequence out), so hooks, state dicts and structure descriptions see an LSTM. Only the returned final
