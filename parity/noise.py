@@ -43,7 +43,7 @@ class NoiseFloors:
 
     def grad(self, name: str) -> float | None:
         """The gradient floor of a reference parameter, None where gradient floors were not measured."""
-        return self.grads.get(name, 0.0) if self.grads_measured or self.grads else None
+        return self.grads.get(name, 0.0) if self.grads_measured else None
 
     def level_rel(self, level: str) -> float:
         scale = self.level_scale.get(level, 0.0)
@@ -54,9 +54,10 @@ class NoiseFloors:
             "method": self.method,
             "batches": self.batches,
             "levels": {k: {"abs": v, "rel": self.level_rel(k)} for k, v in self.levels.items()},
-            "grads": dict(sorted(self.grads.items())) if self.grads_measured or self.grads else
-            "not measured: every gradient difference was under the fixed minimum (a floor can only raise a "
-            "threshold); --thorough measures them",
+            # empty when not measured: every gradient difference stayed under the fixed minimum, which a floor
+            # can only raise (--thorough measures them anyway)
+            "grads_measured": self.grads_measured,
+            "grads": dict(sorted(self.grads.items())),
             "attention": self.attention,
             "loss": self.loss,
         }
@@ -76,7 +77,6 @@ class FloorMeter:
         self.f64 = ReplicaSubject(copy.deepcopy(model).double(), info)
         self.floors = NoiseFloors(method="faithful replica, float64 vs float32, reference weights, on the "
                                          f"{FLOOR_ITEMS} longest items of the first batch")
-        self.grads_measured = False
         self._seen: list[CanonicalBatch] = []
 
     def measure(self, batch: CanonicalBatch, *, grads: bool = True, forward: bool = True) -> None:
@@ -98,7 +98,7 @@ class FloorMeter:
                 if name in b.grads:
                     fl.grads[name] = max(fl.grads.get(name, 0.0),
                                          float((g - b.grads[name].double()).abs().max()))
-            self.grads_measured = fl.grads_measured = True
+            fl.grads_measured = True
         if not any(seen is original for seen in self._seen):  # a batch measured twice (forward, then with
             self._seen.append(original)                       # gradients) counts once
             fl.batches += 1
@@ -126,6 +126,10 @@ class FloorMeter:
                 fl.attention[name] = max(fl.attention.get(name, 0.0), float((w - b.attention[name]).abs().max()))
         if a.loss is not None and b.loss is not None:
             fl.loss = max(fl.loss, abs(a.loss - b.loss))
+
+    @property
+    def grads_measured(self) -> bool:
+        return self.floors.grads_measured
 
     def ensure_grads(self) -> None:
         """Gradient floors on the batches measured so far (once; see the module docstring)."""

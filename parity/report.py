@@ -12,7 +12,7 @@ from typing import Any
 
 from parity.findings import CHECK_IDS, Finding, Severity
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: noise_floors.grads_measured
 
 
 class ExitCode(IntEnum):

@@ -48,6 +48,7 @@ def test_a_faithful_run_skips_gradient_floors_and_local_error() -> None:
     assert _verdict(state) == set()
     assert state.floors.levels and state.floors.batches == 1  # level floors: always, on the first batch
     assert not state.floors.grads_measured and state.floors.grad("out_fc.1.weight") is None
+    assert state.floors.to_dict()["grads_measured"] is False and state.floors.to_dict()["grads"] == {}
     assert all(agg.local is None for agg in state.levels.values())  # nothing differs: nothing to localise
     assert all(agg.pattern.batches == 2 and agg.pattern.rows_bad == 0 for agg in state.levels.values())
     assert all(agg.pattern.longest_items + agg.pattern.shorter_items == 8 for agg in state.levels.values())
