@@ -31,13 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import replica  # noqa: E402
-from parity.audit import AuditSettings, audit  # noqa: E402
-from parity.batches import generate_batches  # noqa: E402
-from parity.engine import EngineOptions  # noqa: E402
-from parity.replica_subject import ReplicaSubject  # noqa: E402
-from parity.subject import SubjectInfo  # noqa: E402
-from replica.recipe import ORIGINAL_RECIPE, make_optimizer, make_scheduler  # noqa: E402
+from percepiano_parity import replica  # noqa: E402
+from percepiano_parity.batches.synthetic import generate_batches  # noqa: E402
+from percepiano_parity.commands.audit import AuditSettings, audit  # noqa: E402
+from percepiano_parity.compare.engine import EngineOptions  # noqa: E402
+from percepiano_parity.replica.recipe import ORIGINAL_RECIPE, make_optimizer, make_scheduler  # noqa: E402
+from percepiano_parity.subjects.replica_subject import ReplicaSubject  # noqa: E402
+from percepiano_parity.subjects.subject import SubjectInfo  # noqa: E402
 
 
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, float]:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: give --original PATH or set PERCEPIANO_ORIGINAL (the comparison needs the original)",
               file=sys.stderr)
         return 2
-    import original_adapter
+    from percepiano_parity import original_adapter
 
     device = torch.device(args.device)
     repeats = 3 if args.quick else 7

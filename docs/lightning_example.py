@@ -35,10 +35,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from replica.attention import MASK_VALUE, ContextAttention
-from replica.batch import ModelInput
-from replica.config import DEFAULT_CONFIG, ModelConfig
-from replica.hierarchy import (
+from percepiano_parity.replica.attention import MASK_VALUE, ContextAttention
+from percepiano_parity.replica.batch import ModelInput
+from percepiano_parity.replica.config import DEFAULT_CONFIG, ModelConfig
+from percepiano_parity.replica.hierarchy import (
     make_higher_node,
     measure_segments_in_beat_space,
     nonzero_rows,
@@ -48,7 +48,7 @@ from replica.hierarchy import (
     span_note_counts,
     span_to_notes,
 )
-from replica.voices import run_voices
+from percepiano_parity.replica.voices import run_voices
 
 # ----------------------------------------------------------------------------------------------- stages
 

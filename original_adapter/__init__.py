@@ -17,17 +17,23 @@ from typing import Any
 
 from torch import nn
 
-from original_adapter.build import build_model, resolve_yml
-from original_adapter.data_ops import DataOps
-from original_adapter.errors import OriginalLoadError
-from original_adapter.isolation import Isolated, import_isolated
-from original_adapter.locate import CheckoutInfo, describe, find_project_config, resolve_root
-from original_adapter.scripts import ScriptsAnalysis, analyse_scripts
-from original_adapter.shims import MODEL_SHIMS
-from original_adapter.subject import OriginalSubject
-from original_adapter.variants import VARIANTS, check_variant, variant_ids
-from parity.subject import SubjectInfo
-from replica.config import DEFAULT_CONFIG, ModelConfig
+from percepiano_parity.compat import adopt as _adopt
+from percepiano_parity.original_adapter.build import build_model, resolve_yml
+from percepiano_parity.original_adapter.data_ops import DataOps
+from percepiano_parity.original_adapter.errors import OriginalLoadError
+from percepiano_parity.original_adapter.isolation import Isolated, import_isolated
+from percepiano_parity.original_adapter.locate import (
+    CheckoutInfo,
+    describe,
+    find_project_config,
+    resolve_root,
+)
+from percepiano_parity.original_adapter.scripts import ScriptsAnalysis, analyse_scripts
+from percepiano_parity.original_adapter.shims import MODEL_SHIMS
+from percepiano_parity.original_adapter.subject import OriginalSubject
+from percepiano_parity.original_adapter.variants import VARIANTS, check_variant, variant_ids
+from percepiano_parity.replica.config import DEFAULT_CONFIG, ModelConfig
+from percepiano_parity.subjects.subject import SubjectInfo
 
 __all__ = [
     "MODEL_MODULES", "VARIANTS", "Original", "OriginalLoadError", "OriginalSubject", "load", "variant_ids",
@@ -132,3 +138,5 @@ def load(path: str | Path | None = None, config: Mapping[str, Any] | None = None
     checkout = describe(root)
     isolated = import_isolated(checkout.code_dir, MODEL_MODULES, MODEL_SHIMS)
     return Original(checkout, isolated)
+
+_adopt(__name__, "percepiano_parity.original_adapter")  # imported as `original_adapter` from a source checkout: become the installed package

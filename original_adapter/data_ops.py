@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from original_adapter.errors import OriginalLoadError, describe_exception
-from original_adapter.isolation import Isolated, import_isolated
-from original_adapter.shims import MODEL_SHIMS, TRAINING_SHIMS
-from replica.batch import CanonicalBatch
+from percepiano_parity.original_adapter.errors import OriginalLoadError, describe_exception
+from percepiano_parity.original_adapter.isolation import Isolated, import_isolated
+from percepiano_parity.original_adapter.shims import MODEL_SHIMS, TRAINING_SHIMS
+from percepiano_parity.replica.batch import CanonicalBatch
 
 if TYPE_CHECKING:
-    from original_adapter import Original
+    from percepiano_parity.original_adapter import Original
 
 
 class _Loader(list):

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from original_adapter.errors import OriginalLoadError, describe_exception, one_line
-from original_adapter.shims import Shim, ShimFinder, failing
+from percepiano_parity.original_adapter.errors import OriginalLoadError, describe_exception, one_line
+from percepiano_parity.original_adapter.shims import Shim, ShimFinder, failing
 
 # Distribution names where they differ from the import name, for "install X" hints.
 _PIP_NAMES = {"yaml": "PyYAML", "sklearn": "scikit-learn", "cv2": "opencv-python", "PIL": "pillow"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from original_adapter.errors import OriginalLoadError
+from percepiano_parity.original_adapter.errors import OriginalLoadError
 
 ENV_VAR = "PERCEPIANO_ORIGINAL"
 CODE_DIR = Path("virtuoso") / "virtuoso"  # where the flat-named model modules live

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from original_adapter.variants import VARIANT_BY_MULTI_LEVEL, VARIANTS
+from percepiano_parity.original_adapter.variants import VARIANT_BY_MULTI_LEVEL, VARIANTS
 
 SCRIPTS_DIR = Path("virtuoso") / "scripts"
 TRAINING_FLAGS = ("-yml", "--lr", "--batch_size", "--no_augment", "--label_file_path", "--num_labels")

@@ -8,7 +8,7 @@ each variant's final contractor and context attention live, so the subject can r
 
 from __future__ import annotations
 
-from original_adapter.errors import OriginalLoadError
+from percepiano_parity.original_adapter.errors import OriginalLoadError
 
 # variant id -> (class in the original's model_m2pf.py, its multi_level argument or None)
 VARIANTS: dict[str, tuple[str, str | None]] = {

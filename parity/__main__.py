@@ -1,8 +1,8 @@
-"""`python -m parity ...` runs the `parity` command (see parity.cli)."""
+"""`python -m percepiano_parity ...` (or `python -m parity ...`) runs the `parity` command."""
 
 import sys
 
-from parity.cli import main
+from percepiano_parity.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

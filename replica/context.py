@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from replica.semantics import FAITHFUL, Semantics
+from percepiano_parity.replica.semantics import FAITHFUL, Semantics
 
 Recorder = Callable[[str, Tensor], None]
 

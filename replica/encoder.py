@@ -13,11 +13,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from replica.attention import ContextAttention
-from replica.config import ModelConfig
-from replica.context import LevelContext
-from replica.fast_lstm import FastLSTM
-from replica.hierarchy import (
+from percepiano_parity.replica.attention import ContextAttention
+from percepiano_parity.replica.config import ModelConfig
+from percepiano_parity.replica.context import LevelContext
+from percepiano_parity.replica.fast_lstm import FastLSTM
+from percepiano_parity.replica.hierarchy import (
     make_higher_node,
     measure_segments_in_beat_space,
     nonzero_rows,
@@ -27,7 +27,7 @@ from replica.hierarchy import (
     span_note_counts,
     span_to_notes,
 )
-from replica.voices import run_voices
+from percepiano_parity.replica.voices import run_voices
 
 
 class HanEncoder(nn.Module):

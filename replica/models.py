@@ -19,14 +19,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from replica.attention import ContextAttention
-from replica.config import ModelConfig
-from replica.context import LevelContext
-from replica.embedder import NoteEmbedder
-from replica.encoder import HanEncoder
-from replica.fast_lstm import FastLSTM
-from replica.hierarchy import nonzero_rows
-from replica.semantics import FAITHFUL, Semantics
+from percepiano_parity.replica.attention import ContextAttention
+from percepiano_parity.replica.config import ModelConfig
+from percepiano_parity.replica.context import LevelContext
+from percepiano_parity.replica.embedder import NoteEmbedder
+from percepiano_parity.replica.encoder import HanEncoder
+from percepiano_parity.replica.fast_lstm import FastLSTM
+from percepiano_parity.replica.hierarchy import nonzero_rows
+from percepiano_parity.replica.semantics import FAITHFUL, Semantics
 
 Recorder = Callable[[str, Tensor], None]
 

@@ -1,6 +1,6 @@
 """Switches for the behaviours where a re-implementation most often departs from the original.
 
-The faithful replica uses `FAITHFUL`; the deviation library (replica.deviations) flips one switch at a time to
+The faithful replica uses `FAITHFUL`; the deviation library (subjects.deviations) flips one switch at a time to
 reproduce a known mistake, so its effect can be measured and the audit proven to catch it.
 """
 

@@ -7,8 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
-from replica.config import DEFAULT_CONFIG, ModelConfig
-from replica.models import MultiLevelModel, PercePianoModel, SingleLSTMModel, VirtuosoNetSkip
+from percepiano_parity.replica.config import DEFAULT_CONFIG, ModelConfig
+from percepiano_parity.replica.models import (
+    MultiLevelModel,
+    PercePianoModel,
+    SingleLSTMModel,
+    VirtuosoNetSkip,
+)
 
 
 @dataclass(frozen=True)

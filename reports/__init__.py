@@ -1,4 +1,4 @@
-"""Report writers: each lays out a `parity.report.Report`; none computes anything.
+"""Report writers: each lays out a `core.report.Report`; none computes anything.
 
 `write_reports` renders every requested file format to a string first and only then writes the set
 atomically, so a failed run never leaves a half-written report directory.
@@ -12,15 +12,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from parity.findings import Severity
-from parity.report import Report
-from reports._common import coerce_fail_on
-from reports.atomic import write_all_atomic
-from reports.console import render_console
-from reports.html import render_html
-from reports.json_report import render_json
-from reports.junit import render_junit
-from reports.markdown import render_markdown
+from percepiano_parity.compat import adopt as _adopt
+from percepiano_parity.core.findings import Severity
+from percepiano_parity.core.report import Report
+from percepiano_parity.reports._common import coerce_fail_on
+from percepiano_parity.reports.atomic import write_all_atomic
+from percepiano_parity.reports.console import render_console
+from percepiano_parity.reports.html import render_html
+from percepiano_parity.reports.json_report import render_json
+from percepiano_parity.reports.junit import render_junit
+from percepiano_parity.reports.markdown import render_markdown
 
 FORMATS: frozenset[str] = frozenset({"console", "md", "json", "html", "junit"})
 FILE_NAMES: dict[str, str] = {"md": "report.md", "json": "report.json", "html": "report.html", "junit": "junit.xml"}
@@ -88,3 +89,5 @@ __all__ = [
     "render_markdown",
     "write_reports",
 ]
+
+_adopt(__name__, "percepiano_parity.reports")  # imported as `reports` from a source checkout: become the installed package

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from parity.findings import CHECK_IDS, Finding, Severity
-from parity.report import CheckResult, Explanation, Report
+from percepiano_parity.core.findings import CHECK_IDS, Finding, Severity
+from percepiano_parity.core.report import CheckResult, Explanation, Report
 
 MISSING = "—"
 

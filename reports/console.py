@@ -19,9 +19,9 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from parity.findings import Severity
-from parity.report import CheckResult, Explanation, Report
-from reports._common import (
+from percepiano_parity.core.findings import Severity
+from percepiano_parity.core.report import CheckResult, Explanation, Report
+from percepiano_parity.reports._common import (
     as_float,
     blocking_keys,
     coerce_fail_on,

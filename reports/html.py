@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from parity.findings import Severity
-from parity.report import CheckResult, Explanation, Report
-from reports._common import (
+from percepiano_parity.core.findings import Severity
+from percepiano_parity.core.report import CheckResult, Explanation, Report
+from percepiano_parity.reports._common import (
     as_float,
     blocking_keys,
     coerce_fail_on,
@@ -37,7 +37,7 @@ from reports._common import (
     table_rows,
     table_title,
 )
-from reports._svg import Mark, Series, bar_chart, hbar_chart
+from percepiano_parity.reports._svg import Mark, Series, bar_chart, hbar_chart
 
 COLLAPSE_ROWS = 50
 TOP_GRADIENTS = 40

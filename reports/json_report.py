@@ -15,8 +15,8 @@ from enum import Enum
 from pathlib import Path, PurePath
 from typing import Any
 
-from parity.findings import Severity
-from parity.report import SCHEMA_VERSION, Report
+from percepiano_parity.core.findings import Severity
+from percepiano_parity.core.report import SCHEMA_VERSION, Report
 
 
 def _float(x: float) -> float | str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from parity.findings import Finding, Severity
-from parity.report import Report
-from reports._common import coerce_fail_on, explained_by, ordered_checks, ordered_findings
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.report import Report
+from percepiano_parity.reports._common import coerce_fail_on, explained_by, ordered_checks, ordered_findings
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from parity.findings import Severity
-from parity.report import CheckResult, Explanation, Report
-from reports._common import (
+from percepiano_parity.core.findings import Severity
+from percepiano_parity.core.report import CheckResult, Explanation, Report
+from percepiano_parity.reports._common import (
     MISSING,
     blocking_keys,
     coerce_fail_on,

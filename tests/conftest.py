@@ -17,6 +17,6 @@ def original():
     if not path:
         pytest.skip("PERCEPIANO_ORIGINAL not set: tests against the real original PercePiano need a checkout "
                     "(git clone JonghoKimSNU/PercePiano, then PERCEPIANO_ORIGINAL=/path/to/it)")
-    import original_adapter
+    from percepiano_parity import original_adapter
 
     return original_adapter.load(path)

@@ -3,8 +3,8 @@ two explanations (one waived), drift and noise floors."""
 
 from __future__ import annotations
 
-from parity.findings import Finding, Severity
-from parity.report import CheckResult, Explanation, Report
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.report import CheckResult, Explanation, Report
 
 LN_ERROR = Finding(
     "forward", "forward.mismatch", "beat", Severity.ERROR,

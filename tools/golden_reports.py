@@ -38,7 +38,7 @@ def report_text(name: str) -> str:
     """report.json of one scenario, `run` removed, paths normalised, as canonical JSON text."""
     env = {k: v for k, v in os.environ.items() if k not in ("PERCEPIANO_ORIGINAL", "PARITY_TEST_REFERENCE")}
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "parity", "check", *SCENARIOS[name], "--format", "json",
+        cmd = [sys.executable, "-m", "percepiano_parity", "check", *SCENARIOS[name], "--format", "json",
                "--report-dir", tmp]
         done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode not in (0, 1):

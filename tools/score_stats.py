@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from parity.score_structure import (  # noqa: E402
+from percepiano_parity.batches.score_structure import (  # noqa: E402
     count_midi_note_ons,
     histogram,
     is_segment_excerpt,

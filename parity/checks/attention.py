@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from parity.findings import Finding, Severity
-from parity.report import CheckResult
-from parity.state import ComparisonState
-from parity.tolerance import Tolerances
+from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.compare.tolerance import Tolerances
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.report import CheckResult
 
 CHECK = "attention"
 

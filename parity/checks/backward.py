@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from parity.findings import Finding, Severity
-from parity.report import CheckResult
-from parity.state import ComparisonState
-from parity.structure import level_of
+from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.compare.structure import level_of
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.report import CheckResult
 
 CHECK = "backward"
 

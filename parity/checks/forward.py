@@ -9,33 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.aggregate import DiffAgg, LevelAgg
-from parity.findings import Finding, Severity
-from parity.levels import LEVEL_SPACE, level_order
-from parity.report import CheckResult
-from parity.state import ComparisonState
+from percepiano_parity.compare.aggregate import DiffAgg, LevelAgg
+from percepiano_parity.compare.divergence import first_divergent, root_level
+from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.levels import LEVEL_SPACE, level_order
+from percepiano_parity.core.report import CheckResult
 
 CHECK = "forward"
-
-
-def first_divergent(state: ComparisonState) -> str | None:
-    for name in sorted(state.levels, key=level_order):
-        if state.levels[name].real.exceeded:
-            return name
-    return None
-
-
-def root_level(state: ComparisonState) -> str | None:
-    """First level whose own (teacher-forced) error is beyond tolerance; falls back to cumulative."""
-    ordered = sorted(state.levels, key=level_order)
-    for name in ordered:
-        agg = state.levels[name]
-        if agg.local is not None:
-            if agg.local.exceeded:
-                return name
-        elif agg.real.exceeded:
-            return name
-    return None
 
 
 def _fmt(agg: DiffAgg) -> str:

@@ -6,10 +6,10 @@ seed, a faithful replica's initial weights are bit-identical, which the check re
 
 from __future__ import annotations
 
-from parity.findings import Finding, Severity
-from parity.report import CheckResult
-from parity.state import ComparisonState
-from parity.tolerance import Tolerances
+from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.compare.tolerance import Tolerances
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.report import CheckResult
 
 CHECK = "init"
 MIN_NUMEL = 16  # below this, sample statistics are too noisy to judge

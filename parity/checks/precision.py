@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from parity.findings import Finding, Severity
-from parity.levels import level_order
-from parity.report import CheckResult
-from parity.state import ComparisonState
+from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.levels import level_order
+from percepiano_parity.core.report import CheckResult
 
 CHECK = "precision"
 

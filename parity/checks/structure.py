@@ -6,10 +6,10 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from parity.findings import Finding, Severity
-from parity.report import CheckResult
-from parity.state import ComparisonState
-from parity.structure import level_of
+from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.compare.structure import level_of
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.report import CheckResult
 
 CHECK = "structure"
 

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from parity.diagnosis.catalog import RULES, rule_by_id
-from parity.diagnosis.rule import Rule, significant
-from parity.findings import Finding
-from parity.report import Explanation
+from percepiano_parity.core.findings import Finding
+from percepiano_parity.core.report import Explanation
+from percepiano_parity.diagnosis.catalog import RULES, rule_by_id
+from percepiano_parity.diagnosis.rule import Rule, significant
 
 __all__ = ["RULES", "Rule", "diagnose", "rule_by_id"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parity.findings import Finding, Severity
-from parity.report import Explanation
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.report import Explanation
 
 Matcher = Callable[[Sequence[Finding]], list[Finding] | None]
 

@@ -1,0 +1,83 @@
+"""Training and data parity: the recipe, trajectory and data checks.
+
+    results = checks_for(original_or_none, Recipe(...), "han-total", SMALL_CONFIG, 7, original=original)
+
+* `recipe_check`: the original's effective training configuration (parser defaults + the variant's training
+  scripts + loop facts, read from the checkout as text) against the replica's Recipe, optimizer objects or
+  Lightning-style `configure_optimizers()`; without a checkout, against the recorded recipe.
+* `trajectory`: K optimizer steps from the same weights on the same batches on both sides (the original's own
+  `train_step` when the original is given), comparing loss, gradient norms, lr and drift.
+* `data_check`: slicing, collate, loss and R2 parity with the original's functions (or their recorded
+  outputs), the label file a run reads and slice regeneration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from percepiano_parity.checks.training import data as data_check
+from percepiano_parity.checks.training import recipe as recipe_check
+from percepiano_parity.checks.training import trajectory
+from percepiano_parity.core.report import CheckResult
+from percepiano_parity.replica.config import SMALL_CONFIG, ModelConfig
+
+__all__ = ["checks_for", "data_check", "recipe_check", "trajectory"]
+
+
+def _guarded(check_id: str, run: Any) -> CheckResult:
+    """Run one check; an error of the check itself becomes a skipped result with the reason, not a crash."""
+    try:
+        return run()
+    except Exception as exc:  # the audit must still report the other checks
+        return CheckResult(check_id, "skipped", reason=f"{check_id} check could not run: {type(exc).__name__}: {exc}")
+
+
+def checks_for(reference_recipe_source: Any, candidate_recipe: Any, variant: str, config: ModelConfig | None,
+               seed: int, *, original: Any = None, candidate_model: nn.Module | None = None,
+               probe: trajectory.Probe | None = None, data_counts: dict[str, int] | None = None,
+               data_reference_path: str | Path | None = None) -> list[CheckResult]:
+    """The recipe, trajectory and data check results for one variant.
+
+    reference_recipe_source: an `original_adapter` Original (or a checkout path) to read the original's recipe
+        from, an already read `recipe_check.OriginalRecipe` (e.g. replayed from a bundle), or None for the
+        recorded recipe.
+    candidate_recipe: a replica `Recipe`, an optimizer (+ scheduler) pair, or a Lightning-style module /
+        `configure_optimizers` callable / its result.
+    config: model configuration for the trajectory models (None: SMALL_CONFIG; a given candidate_model's own
+        config wins).
+    original: an `original_adapter` Original to run the trajectory reference and the data ops on, or None
+        (faithful replica / recorded outputs).
+    candidate_model: the model to step on the candidate side (default: the faithful replica of `variant`).
+    probe, data_counts, data_reference_path: trajectory probe settings, numbers of data-op cases, and a recorded
+        data-op reference other than the packaged one (e.g. a bundle's data_ops.json).
+    """
+    original_side = recipe_check.original_recipe(reference_recipe_source, variant)
+    candidate_side = _guarded_read(candidate_recipe)
+    reference_recipe = original_side.as_recipe()
+    config = getattr(candidate_model, "config", None) or config or SMALL_CONFIG
+    results = [
+        _guarded("recipe", lambda: recipe_check.compare(original_side, candidate_side)
+                 if not isinstance(candidate_side, Exception) else _raise(candidate_side)),
+        _guarded("trajectory", lambda: trajectory.run(
+            candidate_side if not isinstance(candidate_side, Exception) else _raise(candidate_side), variant,
+            config, seed, original=original, reference_recipe=reference_recipe, candidate_model=candidate_model,
+            probe=probe)),
+        _guarded("data", lambda: data_check.run(
+            candidate_recipe, variant=variant, original=original, reference_recipe=reference_recipe,
+            counts=data_counts, reference_path=data_reference_path)),
+    ]
+    return results
+
+
+def _guarded_read(candidate: Any) -> Any:
+    try:
+        return recipe_check.read_candidate(candidate)
+    except Exception as exc:
+        return exc
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc

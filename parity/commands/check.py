@@ -1,0 +1,221 @@
+"""The `parity check` pipeline, shared by the command line, the pytest plugin and the training-loop gates.
+
+    report = run_check(resolve_options({"variant": "han-total", "batches": 1}))
+
+It reads like the data flow, one named step per stage:
+
+    inputs (waivers, mapping overrides, the previous report)
+    -> reference (subjects.reference)  -> batches (batches.plan)  -> candidate (subjects.candidate)
+    -> compare (compare.engine)  -> training checks (checks.training.run)
+    -> report: model checks, diagnosis, waivers (commands.audit)  -> verified fixes (diagnosis.verify)
+    -> drift against the previous report (commands.drift)
+
+Nothing is printed and no file is written here: progress and notes go to the callbacks, problems the user can
+fix raise `UsageError` with one line, anything else is a bug in the tool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from percepiano_parity.batches.plan import make_batches, validate_batches
+from percepiano_parity.checks.non_finite import add_non_finite_findings
+from percepiano_parity.checks.training.run import training_checks
+from percepiano_parity.commands.audit import (
+    AuditSettings,
+    build_report,
+    skip_unsupported,
+    verify_report_fixes,
+)
+from percepiano_parity.commands.drift import compute_drift, drift_note, load_previous
+from percepiano_parity.commands.waivers import Waivers
+from percepiano_parity.compare.engine import Engine, EngineError, EngineOptions
+from percepiano_parity.compare.mapping import load_overrides
+from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.compare.tolerance import Tolerances
+from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.options import CheckOptions
+from percepiano_parity.core.report import Report
+from percepiano_parity.replica.batch import BatchError, CanonicalBatch
+from percepiano_parity.subjects.candidate import Candidate, mapping_overrides, resolve_candidate
+from percepiano_parity.subjects.reference import Reference, default_bundles, resolve_reference
+from percepiano_parity.subjects.watch import FiniteWatch, watch
+
+Progress = Callable[[str, int, int], None]
+Notify = Callable[[str], None]
+
+INTERNAL_ERROR_HOOK = "PARITY_TEST_INTERNAL_ERROR"  # test hook: "1" makes run_check fail like a tool bug
+
+
+class InternalErrorHook(RuntimeError):
+    """Raised on purpose when PARITY_TEST_INTERNAL_ERROR=1, so tests can see exit code 3."""
+
+
+@dataclass
+class Inputs:
+    """Everything the user points at besides the models, read (and refused) before anything heavy runs."""
+
+    waivers: Waivers
+    mapping: dict[str, str]
+    previous: dict[str, Any] | None
+
+
+@dataclass
+class Comparison:
+    """What the compare stage hands on: the folded state, the engine (its floor meter serves the fixes) and the
+    watches that saw non-finite values."""
+
+    state: ComparisonState
+    engine: Engine
+    watches: list[FiniteWatch]
+    settings: AuditSettings
+    overrides: dict[str, str] | None = None
+
+
+@dataclass
+class _Log:
+    progress: Progress | None
+    notify: Notify | None
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        if self.notify is not None:
+            self.notify(message)
+
+    def step(self, stage: str, done: int = 0, total: int = 0) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
+
+
+def run_check(options: CheckOptions, *, progress: Progress | None = None, notify: Notify | None = None) -> Report:
+    """Run one audit as the options say and return its Report (see the module docstring)."""
+    if os.environ.get(INTERNAL_ERROR_HOOK) == "1":
+        raise InternalErrorHook(f"internal error provoked on purpose ({INTERNAL_ERROR_HOOK}=1 test hook)")
+    log = _Log(progress, notify)
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
+    inputs = read_inputs(options)
+    log.step("loading the reference")
+    reference = resolve_reference(options, log.note)
+    batches = batches_for(reference, options)
+    log.step("building the replica")
+    candidate = resolve_candidate(options, reference.variant, reference.config, reference.seed)
+    comparison = compare(reference, candidate, batches, options, inputs, progress)
+    log.step("training checks")
+    training = training_checks(options, reference, candidate, reference.variant, reference.config, reference.seed)
+    log.step("diagnosis")
+    report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
+                          extra_explanations_context=_diagnosis_context(reference))
+    log.step("verifying fixes")
+    verify_report_fixes(report, comparison.state, reference.subject, candidate.subject, batches,
+                        comparison.settings, floor_meter=comparison.engine.floor_meter)
+    skip_unsupported(report, reference)
+    add_non_finite_findings(report, comparison.watches)
+    describe_run(report, options, reference, batches, comparison, log)
+    add_drift(report, inputs, log)
+    return report
+
+
+# ------------------------------------------------------------------------------------------ the steps
+
+
+def read_inputs(options: CheckOptions) -> Inputs:
+    """Waivers, mapping overrides and the previous report: every file that can be wrong, refused up front."""
+    waivers = Waivers()
+    if options.waivers:
+        try:
+            waivers = Waivers.load(options.waivers)
+        except ValueError as exc:
+            raise UsageError(f"--waivers: {exc}") from None
+    try:
+        mapping = load_overrides(options.mapping)
+    except ValueError as exc:
+        raise UsageError(f"--mapping: {exc}") from None
+    previous = load_previous(options.compare_to) if options.compare_to else None
+    return Inputs(waivers, mapping, previous)
+
+
+def batches_for(reference: Reference, options: CheckOptions) -> list[CanonicalBatch]:
+    """The reference's own batches (a bundle fixes them) or freshly generated ones, validated."""
+    batches = reference.batches if reference.batches is not None else make_batches(options, reference.config,
+                                                                                   reference.seed)
+    validate_batches(batches, reference.config)
+    return batches
+
+
+def compare(reference: Reference, candidate: Candidate, batches: Sequence[CanonicalBatch], options: CheckOptions,
+            inputs: Inputs, progress: Progress | None) -> Comparison:
+    """Both subjects on the same batches with the reference's weights, folded into a ComparisonState."""
+    overrides = mapping_overrides(inputs.mapping, candidate, reference)
+    for subject in (reference.subject, candidate.subject):
+        if options.device != "cpu":
+            subject.model.to(options.device)
+    engine_options = EngineOptions(tolerances=Tolerances(), init_check=reference.init_available,
+                                   mapping_overrides=overrides, progress=progress, thorough=options.thorough)
+    normal = sum(1 for b in batches if not any(t.startswith("edge:") for t in b.tags))
+    settings = AuditSettings(variant=reference.variant, config=reference.config, seed=reference.seed, batches=normal,
+                             fail_on=options.severity, device=options.device, engine=engine_options,
+                             waivers=inputs.waivers)
+    watches = [watch(reference.subject, batches), watch(candidate.subject, batches)]
+    engine = Engine(watches[0], watches[1], variant=reference.variant, config=reference.config,
+                    options=engine_options)
+    try:
+        state = engine.run(batches)
+    except EngineError as exc:
+        cause = exc.__cause__
+        raise UsageError(str(cause) if isinstance(cause, UsageError) else str(exc)) from exc
+    except BatchError as exc:
+        raise UsageError(f"batch rejected: {exc}") from exc
+    return Comparison(state, engine, watches, settings, overrides)
+
+
+def _diagnosis_context(reference: Reference) -> dict[str, Any]:
+    return {"original_root": str(reference.original.root)} if reference.original is not None else {}
+
+
+def describe_run(report: Report, options: CheckOptions, reference: Reference, batches: Sequence[CanonicalBatch],
+                 comparison: Comparison, log: _Log) -> None:
+    """What the report says about how it was made (the settings section)."""
+    overrides = comparison.overrides
+    report.settings.update({
+        "reference": reference.kind,
+        "replica": _replica_kind(options),
+        "deviation": options.deviation,
+        "edge_cases": sum(1 for b in batches if any(t.startswith("edge:") for t in b.tags)),
+        "max_notes": options.max_notes if reference.batches is None else None,
+        "waivers_file": options.waivers,
+        "mapping_overrides": sorted(overrides.items()) if overrides else [],
+        "notes": list(log.notes),
+    })
+
+
+def add_drift(report: Report, inputs: Inputs, log: _Log) -> None:
+    """New, gone and unchanged explanations against the previous report, when one was given."""
+    if inputs.previous is None:
+        return
+    report.drift = compute_drift(report, inputs.previous)
+    caveat = drift_note(report, inputs.previous)
+    if caveat:
+        log.note(caveat)
+        report.settings["notes"] = list(log.notes)
+
+
+def _replica_kind(options: CheckOptions) -> str:
+    if options.replica:
+        return f"user: {options.replica}"
+    if options.deviation:
+        return f"bundled with deviation {options.deviation}"
+    return "bundled"
+
+
+def exit_code(report: Report, options: CheckOptions) -> int:
+    return int(report.exit_code(options.severity, new_only=options.fail_on_new))
+
+
+__all__ = ["INTERNAL_ERROR_HOOK", "CheckOptions", "UsageError", "default_bundles", "exit_code", "run_check"]

@@ -1,0 +1,360 @@
+"""The comparison engine: map weights, run both subjects on the same batches, fold what they recorded.
+
+Flow (one way): canonical batches -> subjects -> taps -> aggregates (ComparisonState) -> checks ->
+findings -> diagnosis -> report. The engine never judges; it measures. Taps of one batch are dropped once
+folded, so memory does not grow with the number of batches.
+
+Lean by default: each subject runs once per batch (forward and backward together); the evidence that only
+serves to locate a mismatch (teacher-forced local error, where mismatches sit, gradient noise floors) is
+computed only for what differs in that batch. None of it can turn a match into a mismatch: a floor only
+raises a threshold, and local error and patterns only explain a level that already differs. `thorough`
+computes all of it everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from percepiano_parity.compare.aggregate import (
+    AttentionAgg,
+    BatchProfile,
+    DiffAgg,
+    LevelAgg,
+    batch_profile,
+    real_mask,
+)
+from percepiano_parity.compare.mapping import WeightMap, copy_weights, map_weights
+from percepiano_parity.compare.noise import FloorMeter, NoiseFloors
+from percepiano_parity.compare.state import ComparisonState, InitStat
+from percepiano_parity.compare.structure import describe, recording_calls, trace_calls
+from percepiano_parity.compare.tolerance import Tolerances
+from percepiano_parity.replica.batch import CanonicalBatch
+from percepiano_parity.replica.config import ModelConfig
+from percepiano_parity.subjects.subject import Subject, TeacherForcible
+from percepiano_parity.subjects.taps import Taps
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class EngineOptions:
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    local_error: bool = True
+    floors: bool = True
+    floor_batches: int = 1
+    init_check: bool = True  # both models are freshly built with the same seed
+    mapping_overrides: dict[str, str] | None = None
+    progress: Progress | None = None
+    reuse_floors: NoiseFloors | None = None  # floors measured by an earlier run on the same batches
+    floor_meter: FloorMeter | None = None  # or that run's meter, which can still add gradient floors on demand
+    # gradient floors and teacher-forced local error for every level of every batch, needed or not
+    thorough: bool = False
+
+
+class EngineError(RuntimeError):
+    """A comparison that cannot proceed (a subject failed on a batch, nothing could be mapped)."""
+
+
+def _init_stats(reference: torch.nn.Module, candidate: torch.nn.Module, wm: WeightMap) -> list[InitStat]:
+    ref = dict(reference.named_parameters())
+    cand = dict(candidate.named_parameters())
+    stats = []
+    for r, c in wm.pairs.items():
+        a, b = ref[r].detach().double(), cand[c].detach().double()
+        stats.append(InitStat(
+            reference=r, candidate=c, identical=bool(torch.equal(ref[r].detach().cpu(), cand[c].detach().cpu()
+                                                                  .to(ref[r].dtype))),
+            ref_std=float(a.std()) if a.numel() > 1 else 0.0, cand_std=float(b.std()) if b.numel() > 1 else 0.0,
+            ref_absmax=float(a.abs().max()), cand_absmax=float(b.abs().max()),
+            ref_mean=float(a.mean()), cand_mean=float(b.mean()), numel=a.numel()))
+    return stats
+
+
+def _scale(ref: Tensor, mask: Tensor | None) -> float:
+    """Largest magnitude of `ref` where `mask` holds (abs and max are exact in any dtype)."""
+    a = ref.detach().abs()
+    if mask is not None:
+        m = mask
+        while m.dim() < a.dim():
+            m = m.unsqueeze(-1)
+        a = torch.where(m, a, a.new_zeros(()))
+    return float(a.max()) if a.numel() else 0.0
+
+
+class Engine:
+    def __init__(self, reference: Subject, candidate: Subject, *, variant: str, config: ModelConfig,
+                 options: EngineOptions | None = None) -> None:
+        self.reference = reference
+        self.candidate = candidate
+        self.variant = variant
+        self.config = config
+        self.options = options or EngineOptions()
+        self.state = ComparisonState(variant=variant, reference_name=reference.info.name,
+                                     candidate_name=candidate.info.name)
+        self._floor_meter: FloorMeter | None = None
+        # call orders (reference, candidate) for structure descriptions; recorded during the first batch
+        # when the names alone pair every parameter, so no extra forward pass is spent on tracing
+        self._call_orders: tuple[list[str], list[str]] | None = None
+
+    @property
+    def floor_meter(self) -> FloorMeter | None:
+        """The meter behind this run's floors (None when floors were reused, disabled or unavailable)."""
+        return self._floor_meter
+
+    # -- preparation --------------------------------------------------------------------------------------
+    def prepare(self, first_batch: CanonicalBatch) -> None:
+        st, ref, cand = self.state, self.reference, self.candidate
+        recorded = getattr(ref, "structure", None)
+        ref_order: list[str] | None = None
+        if callable(recorded):  # a recorded reference (bundle): {"description": ..., "call_order": [...]}
+            structure = recorded()
+            ref_order = list(structure["call_order"])
+            st.reference_structure = structure["description"]
+        wm = map_weights(ref.model, cand.model, overrides=self.options.mapping_overrides)
+        if wm.unmatched_reference and wm.unmatched_candidate:
+            # names alone leave parameters unpaired: trace both forwards and pair the rest by call order
+            if ref_order is None:
+                ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False))
+            cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False))
+            wm = map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
+                             overrides=self.options.mapping_overrides)
+            self._call_orders = (ref_order, cand_order)
+        if not callable(recorded):
+            st.reference_structure = describe(ref.model, self._call_orders[0] if self._call_orders else None)
+        st.candidate_structure = describe(cand.model, self._call_orders[1] if self._call_orders else None)
+        if not wm.pairs:
+            raise EngineError("no parameter of the candidate could be paired with the reference; give a mapping "
+                              "override file")
+        st.weight_map = wm
+        if self.options.init_check:
+            st.init = _init_stats(ref.model, cand.model, wm)
+        else:
+            st.init_note = "initial weights are not available for the reference (recorded bundle or checkpoint)"
+        # the candidate gets a private copy holding the reference's weights; the user's object is untouched
+        cand.model = copy.deepcopy(cand.model)
+        copy_weights(ref.model, cand.model, wm)
+        st.reference_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in ref.model.named_parameters()}
+        st.candidate_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in cand.model.named_parameters()}
+        if self.options.floor_meter is not None:
+            self._floor_meter = self.options.floor_meter
+            st.floors = self._floor_meter.floors
+        elif self.options.reuse_floors is not None:
+            st.floors = self.options.reuse_floors
+        elif self.options.floors:
+            try:
+                self._floor_meter = FloorMeter(self.variant, self.config, ref.model.state_dict())
+                st.floors = self._floor_meter.floors
+            except (RuntimeError, KeyError, ValueError) as exc:
+                st.floors.method = f"unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); " \
+                                   "fixed minimum tolerances only"
+        else:
+            st.floors.method = "disabled; fixed minimum tolerances only"
+        st.local_available = self.options.local_error and isinstance(cand, TeacherForcible) and \
+            hasattr(cand, "run_level")
+        if not st.local_available:
+            st.local_note = ("the candidate's adapter cannot run one level on given inputs; root cause falls back "
+                             "to cumulative error") if self.options.local_error else "local error disabled"
+
+    # -- per batch ----------------------------------------------------------------------------------------
+    def fold_batch(self, index: int, batch: CanonicalBatch) -> None:
+        st = self.state
+        if self._floor_meter is not None and st.floors.batches < self.options.floor_batches:
+            self._floor_meter.measure(batch, grads=False)
+            if self.options.thorough:
+                self._floor_meter.ensure_grads()
+        if self._call_orders is None:
+            with recording_calls(self.reference.model) as ref_order, recording_calls(self.candidate.model) as cand_order:
+                ref_taps = self._run(self.reference, batch, index)
+                cand_taps = self._run(self.candidate, batch, index)
+            self._call_orders = (ref_order, cand_order)
+            if not callable(getattr(self.reference, "structure", None)):
+                st.reference_structure = describe(self.reference.model, ref_order)
+            st.candidate_structure = describe(self.candidate.model, cand_order)
+        else:
+            ref_taps = self._run(self.reference, batch, index)
+            cand_taps = self._run(self.candidate, batch, index)
+        profile = batch_profile(batch)
+        self._fold_levels(index, batch, profile, ref_taps, cand_taps)
+        self._fold_grads(index, ref_taps, cand_taps)
+        self._fold_attention(index, ref_taps, cand_taps)
+        self._fold_final_padding(profile, ref_taps, cand_taps)
+        st.batches += 1
+        st.batch_tags.extend(t for t in batch.tags if t not in st.batch_tags)
+
+    def _run(self, subject: Subject, batch: CanonicalBatch, index: int) -> Taps:
+        try:
+            return subject.run(batch, grads=True)
+        except Exception as exc:  # a subject failing on a batch is a finding about the batch, reported upward
+            raise EngineError(f"the {subject.info.name} failed on batch {index} "
+                              f"({', '.join(batch.tags) or 'generated'}): {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+    def _fold_levels(self, index: int, batch: CanonicalBatch, profile: BatchProfile, ref_taps: Taps,
+                     cand_taps: Taps) -> None:
+        st, tol = self.state, self.options.tolerances
+        lengths = profile.lengths
+        st.levels_only_reference |= set(ref_taps.levels) - set(cand_taps.levels)
+        st.levels_only_candidate |= set(cand_taps.levels) - set(ref_taps.levels)
+        for level, ref in ref_taps.levels.items():
+            cand = cand_taps.levels.get(level)
+            if cand is None:
+                continue
+            agg = st.levels.setdefault(level, LevelAgg(level))
+            agg.ref_dtype = ref_taps.dtypes.get(level, "")
+            agg.cand_dtype = cand_taps.dtypes.get(level, "")
+            agg.floor_abs = st.floors.levels.get(level, 0.0)
+            agg.floor_rel = st.floors.level_rel(level)
+            real, padded = real_mask(level, ref, cand, lengths)
+            threshold = tol.threshold(agg.floor_abs, _scale(ref, real))
+            cand32 = cand.to(torch.float32)
+            bad = agg.real.fold(ref, cand32, real, threshold, index)
+            if padded is not None and bool(padded.any()):
+                agg.padded.fold(ref, cand32, padded, max(threshold, tol.min_rel), index)
+            # where mismatches sit (items, rows, batches): evidence for diagnosis, only needed where they are
+            if bad or self.options.thorough or ref.shape != cand.shape or ref.shape[0] != len(batch):
+                agg.pattern.fold(level, ref, cand32, real if ref.shape == cand.shape else None, threshold, profile)
+            else:
+                agg.pattern.fold_clean(profile)
+            # the level alone on the reference's inputs: tells a root cause from an inherited error
+            if st.local_available and (bad or self.options.thorough):
+                self._fold_local(agg, level, batch, ref_taps, ref, real, threshold, index)
+        if ref_taps.loss is not None and cand_taps.loss is not None:
+            st.losses.append((ref_taps.loss, cand_taps.loss))
+            thr = max(tol.loss_abs, tol.floor_multiple * st.floors.loss)
+            st.loss.fold(torch.tensor([ref_taps.loss]), torch.tensor([cand_taps.loss]), None, thr, index)
+
+    def _fold_local(self, agg: LevelAgg, level: str, batch: CanonicalBatch, ref_taps: Taps, ref: Tensor,
+                    real: Tensor | None, threshold: float, index: int) -> None:
+        cand: TeacherForcible = self.candidate  # type: ignore[assignment]
+        deps = cand.level_inputs(level)
+        if any(d not in ref_taps.levels for d in deps):
+            agg.local_note = f"inputs {', '.join(d for d in deps if d not in ref_taps.levels)} not recorded"
+            return
+        try:
+            out = cand.run_level(level, {d: ref_taps.levels[d] for d in deps}, batch)
+        except Exception as exc:  # noqa: BLE001 - a level that cannot take the reference's inputs
+            agg.local_note = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
+            if agg.local is None:
+                agg.local = DiffAgg()
+            agg.local.batches += 1
+            if agg.local.shape_mismatch is None:
+                agg.local.shape_mismatch = (list(ref.shape), [])
+            return
+        if agg.local is None:
+            agg.local = DiffAgg()
+        agg.local.fold(ref, out.to(torch.float32), real, threshold, index)
+
+    def _fold_grads(self, index: int, ref_taps: Taps, cand_taps: Taps) -> None:
+        """Gradients against the floors known so far; when one exceeds the fixed minimum before the gradient
+        floors were measured, the batch is folded again with them (earlier batches stayed under the minimum,
+        so the floors cannot change their outcome)."""
+        meter = self._floor_meter
+        lazy = meter is not None and not meter.grads_measured
+        before = {name: copy.copy(agg) for name, agg in self.state.grads.items()} if lazy else {}
+        if self._fold_grads_once(index, ref_taps, cand_taps) and lazy:
+            self.state.grads = before
+            try:
+                meter.ensure_grads()  # type: ignore[union-attr]
+            except (RuntimeError, KeyError, ValueError) as exc:
+                self.state.floors.method += f"; gradient floors unavailable ({type(exc).__name__})"
+            self._fold_grads_once(index, ref_taps, cand_taps)
+
+    def _fold_grads_once(self, index: int, ref_taps: Taps, cand_taps: Taps) -> bool:
+        st, tol = self.state, self.options.tolerances
+        bad = False
+        st.reference_with_grad |= set(ref_taps.grads)
+        scales = {name: _scale(g, None) for name, g in ref_taps.grads.items()}
+        global_scale = max(scales.values(), default=0.0)
+        for r, c in st.weight_map.pairs.items():
+            g_r, g_c = ref_taps.grads.get(r), cand_taps.grads.get(c)
+            if g_r is None and g_c is None:
+                continue
+            if g_r is None:
+                st.grad_only_candidate.add(r)
+                continue
+            if g_c is None:
+                st.grad_only_reference.add(r)
+                continue
+            agg = st.grads.setdefault(r, DiffAgg())
+            floor = st.floors.grads.get(r, 0.0)
+            thr = tol.threshold(floor, scales[r], grad=True, global_scale=global_scale)
+            bad = agg.fold(g_r, g_c.to(torch.float32), None, thr, index) or bad
+        return bad
+
+    def _fold_attention(self, index: int, ref_taps: Taps, cand_taps: Taps) -> None:
+        st, tol = self.state, self.options.tolerances
+        for name in set(ref_taps.attention) | set(cand_taps.attention):
+            agg = st.attention.setdefault(name, AttentionAgg(name))
+            floor = st.floors.attention.get(name, 0.0)
+            agg.fold(ref_taps.attention.get(name), cand_taps.attention.get(name),
+                     max(tol.floor_multiple * floor, tol.min_rel), index)
+
+    def _fold_final_padding(self, profile: BatchProfile, ref_taps: Taps, cand_taps: Taps) -> None:
+        """Attention mass the head's pooling puts on padding: evidence for diagnosis."""
+        st = self.state
+        final = st.attention.get("attn.final")
+        ref_w = ref_taps.attention.get("attn.final")
+        if final is not None and ref_w is not None:
+            padded = self._final_padding(ref_taps, ref_w.shape[1], profile)
+            if padded is not None:
+                final.fold_padding(ref_w, cand_taps.attention.get("attn.final"), padded)
+
+    def _final_padding(self, ref_taps: Taps, length: int, profile: BatchProfile) -> Tensor | None:
+        """Padded positions of the head's pooling input: notes past each item's length for note-space heads,
+        all-zero rows of the reference's beat or measure output for node-space heads."""
+        if "contracted" in ref_taps.levels or "beat" not in ref_taps.levels:
+            if length != int(profile.lengths.max()):
+                return None
+            return torch.arange(length).unsqueeze(0) >= profile.lengths.unsqueeze(1)
+        order = ("beat", "measure") if "beat" in self.variant else ("measure", "beat")
+        for source in order:
+            value = ref_taps.levels.get(source)
+            if value is not None and value.dim() == 3 and value.shape[1] == length:
+                return (value == 0).all(-1)
+        return None
+
+    def locate_first_op(self, batch: CanonicalBatch) -> None:
+        """Name the first divergent operation inside the root-cause level (teacher forced)."""
+        from percepiano_parity.compare.divergence import root_level
+        from percepiano_parity.compare.first_op import first_divergent_op
+
+        st = self.state
+        level = root_level(st)
+        if level is None:
+            return
+        if not st.local_available:
+            st.ops = {"level": level, "available": False, "reason": st.local_note}
+            return
+        if callable(getattr(self.reference, "structure", None)):
+            st.ops = {"level": level, "available": False,
+                      "reason": "recorded reference: operation outputs inside a level are not in the bundle"}
+            return
+        cand: TeacherForcible = self.candidate  # type: ignore[assignment]
+        try:
+            ref_levels = self.reference.run(batch, grads=False).levels
+            deps = cand.level_inputs(level)
+            result = first_divergent_op(self.reference, self.candidate, st.weight_map, level, batch,
+                                        {d: ref_levels[d] for d in deps if d in ref_levels})
+        except Exception as exc:  # noqa: BLE001 - diagnosis is add-only: a failure here never changes a verdict
+            result = {"available": False, "reason": f"{type(exc).__name__}: {exc}"[:200]}
+        st.ops = {"level": level, **result}
+
+    # -- whole run ----------------------------------------------------------------------------------------
+    def run(self, batches: Sequence[CanonicalBatch]) -> ComparisonState:
+        if not batches:
+            raise EngineError("no batches to compare")
+        progress = self.options.progress
+        if progress:
+            progress("prepare", 0, len(batches))
+        self.prepare(batches[0])
+        for i, batch in enumerate(batches):
+            self.fold_batch(i, batch)
+            if progress:
+                progress("batch", i + 1, len(batches))
+        self.locate_first_op(batches[0])
+        return self.state

@@ -1,0 +1,1 @@
+"""The shared vocabulary every stage speaks: level names, findings, the report model, errors."""

@@ -1,0 +1,171 @@
+"""Verified fixes: apply an explanation's fix mechanically to a copy of the candidate and measure it.
+
+A fix is applied only to a deep copy (never the user's object or files). The affected checks are re-run on
+the same batches; the fix is verified when the findings the explanation claimed disappear, and its effect is
+how much of the logits and loss difference it removes. Explanations without a mechanical fix get `None`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.report import Explanation
+
+FixFn = Callable[[nn.Module, Sequence[Finding]], bool]
+
+
+def _set_module(model: nn.Module, path: str, module: nn.Module | None) -> bool:
+    parent_name, _, attr = path.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_name) if parent_name else model
+    except AttributeError:
+        return False
+    if isinstance(parent, nn.ModuleDict) and module is None:
+        if attr in parent:
+            del parent[attr]
+            return True
+        return False
+    if module is None:
+        module = nn.Identity()
+    setattr(parent, attr, module)
+    return True
+
+
+def _remove_module(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    done = False
+    for f in findings:
+        if f.kind == "structure.extra_module":
+            done = _set_module(model, f.location, None) or done
+    return done
+
+
+def _float32(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    if getattr(model, "autocast_dtype", None) is None and all(p.dtype.is_floating_point and p.dtype.itemsize == 4
+                                                               for p in model.parameters()):
+        return False
+    if hasattr(model, "autocast_dtype"):
+        model.autocast_dtype = None
+    model.float()
+    return True
+
+
+def _module_from_settings(settings: dict[str, Any]) -> nn.Module | None:
+    kind = settings.get("type")
+    if kind == "LSTM":
+        return nn.LSTM(settings["input_size"], settings["hidden_size"], settings["num_layers"],
+                       batch_first=settings.get("batch_first", True), bidirectional=settings["bidirectional"],
+                       dropout=settings.get("dropout", 0.0), bias=settings.get("bias", True))
+    if kind == "Linear":
+        return nn.Linear(settings["in_features"], settings["out_features"], bias=settings.get("bias", True))
+    if kind == "Dropout":
+        return nn.Dropout(settings["p"])
+    if kind == "GELU":
+        return nn.GELU(approximate=settings.get("approximate", "none"))
+    if kind == "ContextAttention":
+        from percepiano_parity.replica.attention import ContextAttention
+
+        size = settings.get("head_size", 0) * settings.get("num_head", 0)
+        return ContextAttention(size, settings["num_head"]) if size else None
+    return None
+
+
+def _restore_setting(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    """Rebuild modules with the reference's settings (weights are re-copied from the reference afterwards)."""
+    import warnings
+
+    done = False
+    for f in findings:
+        if f.kind == "structure.setting":
+            settings, target = f.evidence.get("reference", {}), f.evidence.get("candidate_module", f.location)
+        elif f.kind == "structure.shape":
+            settings = f.evidence.get("module_settings_reference", {})
+            target = f.evidence.get("candidate_name", f.location).rsplit(".", 1)[0]
+        else:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = _module_from_settings(settings)
+        if module is not None:
+            done = _set_module(model, target, module) or done
+    for f in findings:  # dropout probabilities in call order
+        if f.kind == "structure.dropout":
+            ref_seq, cand_seq = f.evidence.get("reference", []), f.evidence.get("candidate", [])
+            if len(ref_seq) == len(cand_seq):
+                for r, c in zip(ref_seq, cand_seq, strict=True):
+                    done = _set_module(model, c["at"], nn.Dropout(r["p"])) or done
+    return done
+
+
+def _restore_module(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    """Put back a module the candidate replaced: rebuilt from the reference's settings of the module that
+    owns a parameter missing on the candidate side (e.g. a context attention without its context vector)."""
+    import warnings
+
+    done = False
+    rebuilt: set[str] = set()
+    for f in findings:
+        if f.kind != "structure.missing_parameter":
+            continue
+        path, settings = f.evidence.get("module", ""), f.evidence.get("module_settings", {})
+        if not path or path in rebuilt:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = _module_from_settings(settings)
+        if module is not None and _set_module(model, path, module):
+            rebuilt.add(path)
+            done = True
+    return done
+
+
+def _restore_semantics(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    from percepiano_parity.replica.semantics import FAITHFUL
+
+    if getattr(model, "semantics", None) is None or model.semantics == FAITHFUL:
+        return False
+    model.semantics = FAITHFUL
+    return True
+
+
+FIXES: dict[str, FixFn] = {
+    "remove_module": _remove_module,
+    "float32": _float32,
+    "restore_setting": _restore_setting,
+    "restore_shape": _restore_setting,
+    "restore_semantics": _restore_semantics,
+    "restore_module": _restore_module,
+}
+
+
+def apply_fix(action: str, model: nn.Module, findings: Sequence[Finding]) -> nn.Module | None:
+    """A fixed deep copy of `model`, or None when the action does not apply mechanically."""
+    fn = FIXES.get(action)
+    if fn is None:
+        return None
+    fixed = copy.deepcopy(model)
+    return fixed if fn(fixed, findings) else None
+
+
+def verify(explanation: Explanation, findings_before: Sequence[Finding], findings_after: Sequence[Finding],
+           logits_before: float, logits_after: float, loss_before: float, loss_after: float) -> None:
+    """Record on the explanation whether its findings disappeared and how much difference it accounts for."""
+    claimed = {k for k in explanation.evidence}
+    after = {f.key for f in findings_after if f.severity >= Severity.WARNING}
+    significant_before = {f.key for f in findings_before if f.key in claimed and f.severity >= Severity.WARNING}
+    explanation.fix_verified = not (significant_before & after)
+
+    def share(before: float, after_: float) -> float | None:
+        return None if before == 0 else max(0.0, 1.0 - after_ / before)
+    explanation.effect_measured = {
+        **explanation.effect_measured,
+        "logits_max_abs_before": logits_before, "logits_max_abs_after": logits_after,
+        "loss_diff_before": loss_before, "loss_diff_after": loss_after,
+        "share_of_logits_difference_explained": share(logits_before, logits_after),
+        "share_of_loss_difference_explained": share(loss_before, loss_after),
+        "remaining_significant_findings": len(after),
+    }

@@ -1,0 +1,111 @@
+"""What the tool reads from a user's adapter (levels, attention maps, mapping, forward, run_level, recipe), the
+ready-made `Adapter` with the defaults, and the checks that refuse a bad one before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.levels import ATTENTIONS, LEVELS
+from percepiano_parity.replica.batch import ModelInput
+
+
+class AdapterError(UsageError):
+    """The user's model or adapter cannot be driven as described (wrong shapes, missing modules...)."""
+
+
+@runtime_checkable
+class ReplicaAdapter(Protocol):
+    """What the tool reads from an adapter (every member optional; see the module docstring)."""
+
+    levels: Mapping[str, str]
+
+    def forward(self, model: nn.Module, model_input: ModelInput) -> Tensor: ...
+
+
+@dataclass
+class Adapter:
+    """A ready-made adapter: give `levels` (and optionally the rest), or subclass and override methods."""
+
+    levels: Mapping[str, str] = field(default_factory=dict)
+    attention: Mapping[str, str] = field(default_factory=dict)
+    mapping: Mapping[str, str] | Callable[[str], str | None] | None = None
+    level_inputs: Mapping[str, Sequence[str]] | None = None
+
+    def forward(self, model: nn.Module, model_input: ModelInput) -> Tensor:
+        return model(model_input.x, model_input.note_locations)
+
+    def recipe(self, model: nn.Module) -> Any:
+        return model if callable(getattr(model, "configure_optimizers", None)) else None
+
+
+DEFAULT_ADAPTER = Adapter()
+
+
+def _module_path(spec_value: str) -> tuple[str, str]:
+    path, sep, where = str(spec_value).partition(":")
+    where = where or "output"
+    if where not in ("output", "input"):
+        raise ValueError(f"{spec_value!r}: the part after ':' must be input or output")
+    return path, where
+
+
+def validate_adapter(model: nn.Module, adapter: Any, spec: str) -> None:
+    """Check the adapter's names against the model and the known level names, before anything runs."""
+    levels = dict(getattr(adapter, "levels", {}) or {})
+    attention = dict(getattr(adapter, "attention", {}) or {})
+    unknown = sorted(set(levels) - set(LEVELS))
+    if unknown:
+        raise AdapterError(f"the adapter of {spec} names unknown level{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(map(repr, unknown))}; levels are: {', '.join(LEVELS)}")
+    unknown = sorted(set(attention) - set(ATTENTIONS))
+    if unknown:
+        raise AdapterError(f"the adapter of {spec} names unknown attention map{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(map(repr, unknown))}; maps are: {', '.join(ATTENTIONS)}")
+    modules = dict(model.named_modules())
+    for kind, table in (("level", levels), ("attention map", attention)):
+        for name, value in table.items():
+            try:
+                path, _ = _module_path(value)
+            except ValueError as exc:
+                raise AdapterError(f"the adapter of {spec}: {kind} {name}: {exc}") from None
+            if path not in modules:
+                raise AdapterError(f"the adapter of {spec}: {kind} {name} points at {path!r}, which is not a "
+                                   "module of the model (see model.named_modules())")
+    if not callable(getattr(adapter, "forward", DEFAULT_ADAPTER.forward)):
+        raise AdapterError(f"the adapter of {spec}: forward is not callable")
+
+
+def resolve_mapping(adapter: Any, reference: nn.Module, candidate: nn.Module) -> dict[str, str]:
+    """The adapter's mapping as reference parameter name -> candidate parameter name (only existing pairs)."""
+    mapping = getattr(adapter, "mapping", None)
+    if not mapping:
+        return {}
+    ref_names = [n for n, _ in reference.named_parameters()]
+    cand_names = {n for n, _ in candidate.named_parameters()}
+    out: dict[str, str] = {}
+    if callable(mapping):
+        for name in ref_names:
+            target = mapping(name)
+            if target:
+                out[name] = str(target)
+    else:
+        prefixes = sorted(mapping.items(), key=lambda kv: -len(kv[0]))
+        for name in ref_names:
+            for ref_prefix, cand_prefix in prefixes:
+                if name == ref_prefix:
+                    out[name] = cand_prefix
+                    break
+                if name.startswith(ref_prefix + "."):
+                    out[name] = cand_prefix + name[len(ref_prefix):]
+                    break
+    missing = sorted(c for c in out.values() if c not in cand_names)
+    if missing:
+        raise AdapterError(f"the adapter's mapping names parameters the replica does not have: "
+                           f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+    return out

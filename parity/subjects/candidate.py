@@ -1,0 +1,86 @@
+"""The candidate side of an audit: the bundled replica, the bundled replica with a library deviation, or the
+user's own model from its factory and adapter; plus the weight-map overrides that pair it with the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.options import CheckOptions
+from percepiano_parity.replica.config import ModelConfig
+from percepiano_parity.subjects.reference import (
+    Reference,
+)
+from percepiano_parity.subjects.replica_subject import ReplicaSubject
+from percepiano_parity.subjects.subject import Subject, SubjectInfo
+
+
+@dataclass
+class Candidate:
+    subject: Subject
+    recipe: Any = None  # a replica.recipe.Recipe, or what the user's adapter offers
+    mapping: dict[str, str] = field(default_factory=dict)
+    adapter: Any = None
+
+
+def resolve_candidate(options: CheckOptions, variant: str, config: ModelConfig, seed: int) -> Candidate:
+    from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
+    from percepiano_parity.replica.variants import build
+
+    if options.deviation:
+        from percepiano_parity.subjects.deviations import get_deviation
+
+        dev = get_deviation(options.deviation)
+        model = dev.build_candidate(config, seed)
+        info = SubjectInfo(name="replica", kind="bundled-replica", variant=dev.candidate_variant or variant,
+                           source=f"bundled replica with deviation {dev.name}",
+                           extra={"deviation": dev.name, "deviation_title": dev.title, "deviation_kind": dev.kind})
+        return Candidate(ReplicaSubject(model, info), recipe=dev.recipe())
+    if options.replica:
+        from percepiano_parity.replica.models import PercePianoModel
+        from percepiano_parity.subjects.user_subject import (
+            DEFAULT_ADAPTER,
+            call_factory,
+            load_factory,
+            make_user_subject,
+            recipe_source,
+        )
+
+        factory = load_factory(options.replica)
+        model, adapter = call_factory(factory, options.replica, variant=variant, config=config, seed=seed)
+        if adapter is DEFAULT_ADAPTER and isinstance(model, PercePianoModel):
+            info = SubjectInfo(name="replica", kind="user-replica", variant=variant, source=options.replica,
+                               extra={"class": f"{type(model).__module__}.{type(model).__qualname__}",
+                                      "adapter": "replica levels"})
+            subject: Subject = ReplicaSubject(model, info)
+        else:
+            subject = make_user_subject(model, adapter, spec=options.replica, variant=variant, config=config)
+        return Candidate(subject, recipe=recipe_source(model, adapter), adapter=adapter)
+    model = build(variant, config, seed=seed)
+    info = SubjectInfo(name="replica", kind="bundled-replica", variant=variant, source="bundled replica")
+    return Candidate(ReplicaSubject(model, info), recipe=ORIGINAL_RECIPE)
+
+
+def mapping_overrides(file_map: dict[str, str], candidate: Candidate, reference: Reference) -> dict[str, str] | None:
+    overrides: dict[str, str] = {}
+    if candidate.adapter is not None:
+        from percepiano_parity.subjects.user_subject import resolve_mapping
+
+        overrides.update(resolve_mapping(candidate.adapter, reference.subject.model, candidate.subject.model))
+    overrides.update(file_map)
+    if not overrides:
+        return None
+    ref_names = {n for n, _ in reference.subject.model.named_parameters()}
+    cand_names = {n for n, _ in candidate.subject.model.named_parameters()}
+    bad_ref = sorted(r for r in overrides if r not in ref_names)
+    bad_cand = sorted(c for c in overrides.values() if c not in cand_names)
+    if bad_ref or bad_cand:
+        parts = []
+        if bad_ref:
+            parts.append(f"not in the reference: {', '.join(bad_ref[:4])}{' …' if len(bad_ref) > 4 else ''}")
+        if bad_cand:
+            parts.append(f"not in the replica: {', '.join(bad_cand[:4])}{' …' if len(bad_cand) > 4 else ''}")
+        raise UsageError(f"weight-map overrides name parameters that do not exist ({'; '.join(parts)})")
+    return overrides

@@ -1,0 +1,134 @@
+"""The reference side of an audit: a recorded bundle, a live checkout of the original, or (for the tool's own
+tests) the faithful replica; resolved from the options, with every problem the user can fix as one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import percepiano_parity.subjects.bundle as bundle_module
+from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.findings import CHECK_IDS
+from percepiano_parity.core.options import CheckOptions
+from percepiano_parity.replica.batch import CanonicalBatch
+from percepiano_parity.replica.config import DEFAULT_CONFIG, SMALL_CONFIG, ModelConfig
+from percepiano_parity.subjects.replica_subject import ReplicaSubject
+from percepiano_parity.subjects.subject import Subject, SubjectInfo
+
+# Test hook: "replica" makes the faithful bundled replica the reference when no bundle or original is given
+# (for the tool's own tests on machines without the original or the shipped bundles; never a parity verdict).
+REPLICA_REFERENCE_HOOK = "PARITY_TEST_REFERENCE"
+
+Notify = Callable[[str], None]  # one-line notes for the user (shown as `parity: note: ...`)
+
+
+@dataclass
+class Reference:
+    subject: Subject
+    kind: str  # "bundle" | "original"
+    variant: str
+    config: ModelConfig
+    seed: int
+    batches: list[CanonicalBatch] | None = None  # fixed by a bundle
+    init_available: bool = True
+    supported: tuple[str, ...] = CHECK_IDS
+    original: Any = None  # original_adapter.Original for a live reference
+    bundle: Any = None
+    source: str = ""
+
+
+def model_config_for(options: CheckOptions) -> ModelConfig:
+    choice = options.model_config
+    if choice == "default":
+        return DEFAULT_CONFIG
+    if choice == "small":
+        return SMALL_CONFIG
+    try:
+        return ModelConfig.from_yaml(choice)
+    except ValueError as exc:
+        raise UsageError(f"--model-config: {exc}") from None
+
+
+def default_bundles() -> dict[str, Path]:
+    """The reference bundles shipped with the package, by variant."""
+    return dict(bundle_module.DEFAULT_BUNDLES)
+
+
+def _from_bundle(path: str | Path, options: CheckOptions, notify: Notify, *, shipped: bool) -> Reference:
+    expect = options.variant if options.given("variant") or options.deviation else None
+    try:
+        bundle = bundle_module.load_bundle(path, expect_variant=expect)
+    except bundle_module.BundleError as exc:
+        raise UsageError(f"reference bundle {path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"reference bundle {path}: {exc.strerror or exc}") from None
+    fixed = {"seed": bundle.seed, "batches": len(bundle.batches)}
+    ignored = [f"--{name} {getattr(options, name)}" for name in ("seed", "batches")
+               if options.given(name) and getattr(options, name) != fixed[name]]
+    ignored += [f"--{name.replace('_', '-')} {getattr(options, name)}" for name in ("max_notes", "model_config")
+                if options.given(name)]
+    if options.given("edge_cases"):
+        ignored.append("--no-edge-cases")
+    label = "the shipped reference bundle" if shipped else "the reference bundle"
+    if ignored:
+        notify(f"{label} fixes the seed ({bundle.seed}), the batches ({len(bundle.batches)}) and the model config; "
+               f"ignored: {', '.join(ignored)}")
+    for warning in getattr(bundle, "warnings", ()) or ():
+        notify(f"reference bundle: {warning}")
+    try:
+        subject = bundle.reference_subject()
+    except bundle_module.BundleError as exc:
+        raise UsageError(f"reference bundle {path}: {exc}") from None
+    supported = tuple(getattr(bundle, "supported_checks", CHECK_IDS) or ())
+    return Reference(subject=subject, kind="bundle", variant=bundle.variant, config=bundle.config, seed=bundle.seed,
+                     batches=list(bundle.batches), init_available="init" in supported, supported=supported,
+                     bundle=bundle, source=str(path))
+
+
+def _from_original(options: CheckOptions, variant: str, notify: Notify) -> Reference:
+    from percepiano_parity import original_adapter
+
+    config = model_config_for(options)
+    try:
+        original = original_adapter.load(options.original)
+        subject = original.subject(variant, config, options.seed)
+    except original_adapter.OriginalLoadError as exc:
+        where = f" (from ${'PERCEPIANO_ORIGINAL'})" if options.original_from_env else ""
+        raise UsageError(f"original{where}: {exc}") from None
+    for warning in original.warnings:
+        notify(f"original: {warning}")
+    return Reference(subject=subject, kind="original", variant=variant, config=config, seed=options.seed,
+                     original=original, source=str(original.root))
+
+
+def _replica_reference(options: CheckOptions, notify: Notify) -> Reference:
+    from percepiano_parity.replica.variants import build
+
+    config = model_config_for(options) if options.given("model_config") else SMALL_CONFIG
+    notify(f"{REPLICA_REFERENCE_HOOK}=replica: the faithful bundled replica is the reference (a test hook)")
+    model = build(options.variant, config, seed=options.seed)
+    info = SubjectInfo(name="original", kind="bundled-replica", variant=options.variant,
+                       source=f"faithful replica ({REPLICA_REFERENCE_HOOK} test hook)")
+    return Reference(subject=ReplicaSubject(model, info), kind="replica", variant=options.variant, config=config,
+                     seed=options.seed)
+
+
+def resolve_reference(options: CheckOptions, notify: Notify) -> Reference:
+    if options.reference:
+        return _from_bundle(options.reference, options, notify, shipped=False)
+    if options.original:
+        return _from_original(options, options.variant, notify)
+    if os.environ.get(REPLICA_REFERENCE_HOOK) == "replica":
+        return _replica_reference(options, notify)
+    shipped = default_bundles()
+    path = shipped.get(options.variant)
+    if path is None or not Path(path).exists():
+        have = ", ".join(sorted(v for v, p in shipped.items() if Path(p).exists())) or "none"
+        raise UsageError(f"no reference for variant {options.variant}: shipped bundles cover {have}; give --original "
+                         "PATH (a PercePiano checkout), set PERCEPIANO_ORIGINAL or [tool.parity] original, or pass "
+                         "--reference BUNDLE")
+    return _from_bundle(path, options, notify, shipped=True)

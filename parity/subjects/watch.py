@@ -1,0 +1,92 @@
+"""Watching a subject for non-finite values: where its recordings first hold NaN or infinite values, and a failure
+of the model on a batch as one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from percepiano_parity.core.errors import UsageError
+from percepiano_parity.replica.batch import CanonicalBatch
+from percepiano_parity.subjects.subject import Subject, SubjectInfo
+
+
+class FiniteWatch:
+    """Wraps a subject and remembers where its recordings first hold NaN or infinite values.
+
+    A NaN makes every later comparison NaN; the watch names the level where it starts, so the report can say
+    so in one finding instead of leaving the reader to infer it from dozens of "differs: nan" lines.
+    Everything else (teacher forcing, recorded structure, ...) is passed through to the wrapped subject.
+    """
+
+    def __init__(self, inner: Subject, batches: Sequence[CanonicalBatch]) -> None:
+        self._inner = inner
+        self._index = {id(b): i for i, b in enumerate(batches)}
+        self.first: dict[str, Any] | None = None
+
+    @property
+    def info(self) -> SubjectInfo:
+        return self._inner.info
+
+    @property
+    def model(self) -> Any:
+        return self._inner.model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._inner.model = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy/pickle protocol lookups, and _inner itself before it is set
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def run(self, batch: CanonicalBatch, **kwargs: Any) -> Any:
+        try:
+            taps = self._inner.run(batch, **kwargs)
+        except UsageError:
+            raise
+        except Exception as exc:  # a model failing on a batch cannot be compared: same code wherever it happens
+            index = self._index.get(id(batch))
+            text = " ".join(str(exc).split())[:300]
+            raise UsageError(f"the {self.info.name} ({self.info.source or self.info.kind}) failed on batch {index} "
+                             f"({', '.join(batch.tags) or 'generated'}): {type(exc).__name__}: {text}") from exc
+        if self.first is None:
+            self._scan(batch, taps)
+        return taps
+
+    def _scan(self, batch: CanonicalBatch, taps: Any) -> None:
+        import math
+
+        import torch
+
+        from percepiano_parity.core.levels import LEVELS
+
+        for level in [name for name in LEVELS if name in taps.levels]:
+            value = taps.levels[level]
+            bad = int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
+            if bad:
+                self.first = {"level": level, "bad": bad, "numel": int(value.numel()),
+                              "nan": bool(torch.isnan(value).any()), "batch": self._index.get(id(batch)),
+                              "tags": list(batch.tags)}
+                return
+        if taps.loss is not None and not math.isfinite(taps.loss):
+            self.first = {"level": "loss", "bad": 1, "numel": 1, "nan": math.isnan(taps.loss),
+                          "batch": self._index.get(id(batch)), "tags": list(batch.tags)}
+
+
+class TeacherForcedWatch(FiniteWatch):
+    """A FiniteWatch over a teacher-forcible subject: the methods exist on the class itself, so protocol checks
+    that look attributes up statically (typing.runtime_checkable on Python 3.12+) still see them."""
+
+    def level_inputs(self, level: str) -> tuple[str, ...]:
+        return self._inner.level_inputs(level)  # type: ignore[attr-defined]
+
+    def run_level(self, level: str, inputs: Any, batch: CanonicalBatch) -> Any:
+        return self._inner.run_level(level, inputs, batch)  # type: ignore[attr-defined]
+
+
+def watch(subject: Subject, batches: Sequence[CanonicalBatch]) -> FiniteWatch:
+    forcible = callable(getattr(subject, "run_level", None)) and callable(getattr(subject, "level_inputs", None))
+    return (TeacherForcedWatch if forcible else FiniteWatch)(subject, batches)
