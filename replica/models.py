@@ -95,7 +95,8 @@ class PercePianoModel(nn.Module):
         value = self._compute_unpatched(level, inputs, ctx, x)
         patches: nn.ModuleDict | None = getattr(self, "level_patches", None)
         if patches is not None and level in patches:
-            value = patches[level](value)
+            patch = patches[level]
+            value = patch(value, ctx.lengths) if getattr(patch, "wants_lengths", False) else patch(value)
         return value
 
     def _compute_unpatched(self, level: str, inputs: Mapping[str, Tensor], ctx: LevelContext,

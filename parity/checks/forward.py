@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from percepiano_parity.checks.relation_findings import relation_findings, short_site
 from percepiano_parity.compare.aggregate import DiffAgg, LevelAgg
 from percepiano_parity.compare.divergence import first_divergent, root_level
 from percepiano_parity.compare.state import ComparisonState
@@ -102,6 +103,15 @@ def run(state: ComparisonState) -> CheckResult:
             f"first divergent operation inside {ops['level']}: {ops['op']} ({ops.get('type')}): {ops['reason']}",
             metrics=dict(ops.get("metrics", {})),
             evidence={k: v for k, v in ops.items() if k not in ("metrics",)}))
+    if not ops.get("op"):
+        op = next((r.get("first_op") for r in state.relations[:1] if r.get("first_op")), None)
+        if op:
+            name = op["op"].split(" at ")[0]
+            findings.append(Finding(
+                CHECK, "forward.first_divergent_op", f"{name} at {short_site(op['site'])}", Severity.INFO,
+                f"first divergent operation inside {state.relations[0]['level']}: {op['op']}",
+                evidence={**op, "level": state.relations[0]["level"]}))
+    findings += relation_findings(state)
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     tables = {"levels": rows}
     if ops.get("compared"):

@@ -60,32 +60,41 @@ def run(state: ComparisonState) -> CheckResult:
                       "module_settings_reference": ref["modules"].get(_owner(r), {}),
                       "module_settings_candidate": cand["modules"].get(_owner(c), {}), "level": level_of(r)}))
         table.append({"path": r, "original": str(tuple(rs)), "replica": str(tuple(cs))})
-    # 2. settings of paired modules
+    # 2. settings of paired modules: what they compute, not what they are called (a class is not a deviation)
     pairs = sorted({(_owner(r), _owner(c)) for r, c in wm.pairs.items()})
     for mr, mc in pairs:
         sr, sc = ref["modules"].get(mr, {}), cand["modules"].get(mc, {})
-        diff = DeepDiff(sr, sc, ignore_order=True)
-        if diff:
-            changed = {k.removeprefix("root['").removesuffix("']"): v for k, v in
-                       diff.get("values_changed", {}).items()}
+        common = sorted((set(sr) & set(sc)) - {"type", "mode"})
+        diff = DeepDiff({k: sr[k] for k in common}, {k: sc[k] for k in common}, ignore_order=True)
+        changed = {k: [sr[k], sc[k]] for k in common
+                   if any(path.startswith(f"root['{k}']") for path in diff.affected_paths)}
+        if sr.get("type") != sc.get("type") and not _known(sc):
+            findings.append(Finding(
+                CHECK, "structure.implementation", mr, Severity.INFO,
+                f"{mr} is implemented by {sc.get('type')} in the {state.candidate_name} ({sr.get('type')} in the "
+                f"{state.reference_name}) with the same parameters; it is compared by what it computes",
+                evidence={"reference_type": sr.get("type"), "candidate_type": sc.get("type"),
+                          "candidate_module": mc, "level": level_of(mr + ".")}))
+            if not changed:
+                continue
+        elif sr.get("type") != sc.get("type"):
+            changed = {"type": [sr.get("type"), sc.get("type")], **changed}
+        if changed:
             findings.append(Finding(
                 CHECK, "structure.setting", mr, Severity.ERROR,
-                f"{mr} ({sr.get('type')}) differs: " + ", ".join(
-                    f"{k} {v['old_value']!r} -> {v['new_value']!r}" for k, v in changed.items()) if changed else
-                f"{mr} ({sr.get('type')}) settings differ: {diff.to_json()[:200]}",
-                evidence={"reference": sr, "candidate": sc, "candidate_module": mc,
-                          "changed": {k: [v["old_value"], v["new_value"]] for k, v in changed.items()},
+                f"{mr} ({sr.get('type')}) differs: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+                evidence={"reference": sr, "candidate": sc, "candidate_module": mc, "changed": changed,
                           "level": level_of(mr + ".")}))
-            for k, v in changed.items():
-                table.append({"path": f"{mr}.{k}", "original": repr(v["old_value"]), "replica": repr(v["new_value"])})
-    # 3. dropout and activation placement (parameterless modules, call order)
+            for k, (a, b) in changed.items():
+                table.append({"path": f"{mr}.{k}", "original": repr(a), "replica": repr(b)})
+    # 3. dropout rates and activations in call order: the function calls when both sides recorded them (a
+    # functional dropout is a dropout), else the parameterless modules
     for kinds, label in ((("Dropout",), "dropout"), (("GELU", "ReLU", "Tanh", "SiLU", "ELU"), "activation")):
-        seq_r, seq_c = _leaf_sequence(ref, kinds), _leaf_sequence(cand, kinds)
-        strip = [[{k: v for k, v in m.items() if k != "at"} for m in s] for s in (seq_r, seq_c)]
-        if strip[0] != strip[1] and (seq_r or seq_c):
+        seq_r, seq_c = _behaviour(ref, cand, kinds, label, wm)
+        if seq_r != seq_c and (seq_r or seq_c):
             findings.append(Finding(
                 CHECK, f"structure.{label}", label, Severity.ERROR,
-                f"{label} modules in call order differ: {state.reference_name} {_seq(seq_r)}, "
+                f"{label} in call order differs: {state.reference_name} {_seq(seq_r)}, "
                 f"{state.candidate_name} {_seq(seq_c)}",
                 evidence={"reference": seq_r, "candidate": seq_c}))
             table.append({"path": f"<{label} sequence>", "original": _seq(seq_r), "replica": _seq(seq_c)})
@@ -109,6 +118,41 @@ def run(state: ComparisonState) -> CheckResult:
               "counts": [{"level": lvl, "original": ref.get("params_per_level", {}).get(lvl, 0),
                           "replica": _mapped_count(state, lvl)} for lvl in sorted(ref.get("params_per_level", {}))]}
     return CheckResult(CHECK, status, findings, tables=tables)
+
+
+KNOWN_TYPES = frozenset({"Linear", "LSTM", "GRU", "RNN_TANH", "RNN_RELU", "Dropout", "LayerNorm", "BatchNorm1d",
+                         "BatchNorm2d", "GELU", "Embedding", "ContextAttention", "ReLU", "Tanh", "SiLU", "ELU",
+                         "Sequential", "ModuleList", "ModuleDict", "Identity"})
+
+
+def _known(settings: dict[str, Any]) -> bool:
+    """Whether a module's settings come from a known type (torch's or the original's): then a type change is a
+    change of computation; an unknown class is only judged by its behaviour."""
+    return settings.get("type") in KNOWN_TYPES
+
+
+def _behaviour(ref: dict[str, Any], cand: dict[str, Any], kinds: tuple[str, ...], label: str,
+               wm: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The dropout rates (or activation kinds) each side applies, in call order."""
+    if "functions" in ref and "functions" in cand:
+        rnn_owners = {_owner(c) for r, c in wm.pairs.items() if "_ih_l" in r}
+
+        def calls(desc: dict[str, Any], skip: set[str]) -> list[dict[str, Any]]:
+            out = []
+            for call in desc["functions"]:
+                is_dropout = "dropout" in call["fn"]
+                if is_dropout != (label == "dropout") or call.get("module") in skip:
+                    continue  # an RNN's own inter-layer dropout is compared through its settings
+                entry = {"type": "Dropout", "p": call["p"]} if is_dropout else {"type": call["fn"].upper()}
+                if call.get("approximate") not in (None, "none"):
+                    entry["approximate"] = call["approximate"]
+                out.append(dict(entry, at=call.get("module", "")))
+            return out
+        seq_r, seq_c = calls(ref, set()), calls(cand, rnn_owners)
+    else:
+        seq_r, seq_c = _leaf_sequence(ref, kinds), _leaf_sequence(cand, kinds)
+    strip = [[{k: v for k, v in m.items() if k != "at"} for m in s] for s in (seq_r, seq_c)]
+    return (seq_r, seq_c) if strip[0] != strip[1] else (strip[0], strip[1])
 
 
 def _numel(shape: list[int]) -> int:

@@ -27,3 +27,18 @@ def root_level(state: ComparisonState) -> str | None:
         elif agg.real.exceeded:
             return name
     return None
+
+
+def independent_roots(state: ComparisonState) -> list[str]:
+    """Every level whose own (teacher-forced) error is beyond tolerance, in forward order: the root cause and any
+    later level that deviates on its own as well (a second, independent mistake). Without teacher forcing, only
+    the first divergent level."""
+    first = root_level(state)
+    if first is None:
+        return []
+    roots = [first]
+    for name in sorted(state.levels, key=level_order):
+        agg = state.levels[name]
+        if name != first and level_order(name) > level_order(first) and agg.local is not None and agg.local.exceeded:
+            roots.append(name)
+    return roots

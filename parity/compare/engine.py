@@ -31,7 +31,7 @@ from percepiano_parity.compare.aggregate import (
 from percepiano_parity.compare.mapping import WeightMap, copy_weights, map_weights
 from percepiano_parity.compare.noise import FloorMeter, NoiseFloors
 from percepiano_parity.compare.state import ComparisonState, InitStat
-from percepiano_parity.compare.structure import describe, recording_calls, trace_calls
+from percepiano_parity.compare.structure import describe, recording_calls, recording_functions, trace_calls
 from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.replica.batch import CanonicalBatch
 from percepiano_parity.replica.config import ModelConfig
@@ -100,6 +100,7 @@ class Engine:
         # call orders (reference, candidate) for structure descriptions; recorded during the first batch
         # when the names alone pair every parameter, so no extra forward pass is spent on tracing
         self._call_orders: tuple[list[str], list[str]] | None = None
+        self._functions_recorded = False  # dropout/activation calls, recorded during the first batch
 
     @property
     def floor_meter(self) -> FloorMeter | None:
@@ -167,14 +168,18 @@ class Engine:
             self._floor_meter.measure(batch, grads=False)
             if self.options.thorough:
                 self._floor_meter.ensure_grads()
-        if self._call_orders is None:
-            with recording_calls(self.reference.model) as ref_order, recording_calls(self.candidate.model) as cand_order:
+        if self._call_orders is None or not self._functions_recorded:
+            with recording_calls(self.reference.model) as ref_order, recording_functions(self.reference.model) as rf:
                 ref_taps = self._run(self.reference, batch, index)
+            with recording_calls(self.candidate.model) as cand_order, recording_functions(self.candidate.model) as cf:
                 cand_taps = self._run(self.candidate, batch, index)
-            self._call_orders = (ref_order, cand_order)
+            if self._call_orders is None:
+                self._call_orders = (ref_order, cand_order)
+            self._functions_recorded = True
+            orders = self._call_orders
             if not callable(getattr(self.reference, "structure", None)):
-                st.reference_structure = describe(self.reference.model, ref_order)
-            st.candidate_structure = describe(self.candidate.model, cand_order)
+                st.reference_structure = describe(self.reference.model, orders[0], rf)
+            st.candidate_structure = describe(self.candidate.model, orders[1], cf)
         else:
             ref_taps = self._run(self.reference, batch, index)
             cand_taps = self._run(self.candidate, batch, index)
@@ -344,6 +349,27 @@ class Engine:
             result = {"available": False, "reason": f"{type(exc).__name__}: {exc}"[:200]}
         st.ops = {"level": level, **result}
 
+    def search_relations(self, batches: Sequence[CanonicalBatch]) -> None:
+        """Relation tests at every independent root level (compare.relations.search), on the first batch where
+        that level differs. Add-only: a failure is recorded as a note and never changes a verdict."""
+        from percepiano_parity.compare.divergence import independent_roots
+        from percepiano_parity.compare.relations.search import search
+
+        st = self.state
+        forcible = st.local_available and callable(getattr(self.candidate, "run_level", None))
+        for level in independent_roots(st):
+            agg = st.levels[level]
+            index = agg.real.first_bad_batch if agg.real.first_bad_batch is not None else 0
+            batch = batches[min(index, len(batches) - 1)]
+            try:
+                result = search(level, self.reference, self.candidate, batch, st.weight_map,
+                                st.floors.level_rel(level), teacher_forced=forcible)
+            except Exception as exc:  # noqa: BLE001 - diagnosis is add-only
+                result = {"level": level, "tested": [], "holds": [],
+                          "note": f"relation tests failed: {type(exc).__name__}: {exc}"[:240]}
+            result["batch"] = index
+            st.relations.append(result)
+
     # -- whole run ----------------------------------------------------------------------------------------
     def run(self, batches: Sequence[CanonicalBatch]) -> ComparisonState:
         if not batches:
@@ -357,4 +383,5 @@ class Engine:
             if progress:
                 progress("batch", i + 1, len(batches))
         self.locate_first_op(batches[0])
+        self.search_relations(batches)
         return self.state

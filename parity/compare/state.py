@@ -58,3 +58,5 @@ class ComparisonState:
     local_note: str = ""
     errors: list[str] = field(default_factory=list)
     ops: dict[str, Any] = field(default_factory=dict)  # first divergent operation inside the root level
+    # relation tests at each independent root level (compare.relations.search), in forward order
+    relations: list[dict[str, Any]] = field(default_factory=list)

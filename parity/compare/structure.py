@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 # Which parameter-name prefixes (in the original's naming) make up each level; used for counts per level.
 LEVEL_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -86,6 +87,62 @@ def recording_calls(model: nn.Module) -> Iterator[list[str]]:
             h.remove()
 
 
+# Functions whose calls stand for what a module would otherwise show: a dropout's rate, an activation's kind.
+# (tanh and sigmoid are left out: they also run inside attentions and hand-written LSTM cells.)
+RECORDED_FUNCTIONS = frozenset({"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d",
+                                "dropout3d", "gelu", "relu", "silu", "elu", "leaky_relu", "softplus", "mish",
+                                "selu", "celu", "hardswish", "relu6"})
+
+
+class _FunctionCalls(TorchFunctionMode):
+    def __init__(self, calls: list[dict[str, Any]], stack: list[str]) -> None:
+        super().__init__()
+        self.calls, self.stack = calls, stack
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in RECORDED_FUNCTIONS:
+            call: dict[str, Any] = {"fn": name, "module": self.stack[-1] if self.stack else ""}
+            if "dropout" in name:
+                p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+                call["p"] = float(p)
+                call["training"] = bool(kwargs.get("training", args[2] if len(args) > 2 else True))
+            elif name == "gelu":
+                call["approximate"] = str(kwargs.get("approximate", "none"))
+            self.calls.append(call)
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def recording_functions(model: nn.Module) -> Iterator[list[dict[str, Any]]]:
+    """Calls of dropout and activation functions while the block runs, in call order, each with its rate or
+    kind and the innermost submodule that made it: what a model does, whether through nn.Dropout/nn.GELU
+    modules or through nn.functional calls."""
+    calls: list[dict[str, Any]] = []
+    stack: list[str] = []
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def pre(_m: nn.Module, _a: object, name: str = name) -> None:
+            stack.append(name)
+
+        def post(_m: nn.Module, _a: object, _o: object, name: str = name) -> None:
+            if stack and stack[-1] == name:
+                stack.pop()
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post, always_call=True))
+    try:
+        with _FunctionCalls(calls, stack):
+            yield calls
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def trace_calls(model: nn.Module, run: Callable[[], object]) -> list[str]:
     """Every module's name in the order of its first call during `run()` (no gradients)."""
     with recording_calls(model) as order, torch.no_grad():
@@ -93,8 +150,10 @@ def trace_calls(model: nn.Module, run: Callable[[], object]) -> list[str]:
     return order
 
 
-def describe(model: nn.Module, call_order: list[str] | None = None) -> dict[str, Any]:
-    """JSON-able description: modules (name -> settings), params (name -> shape), counts, call order."""
+def describe(model: nn.Module, call_order: list[str] | None = None,
+             functions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """JSON-able description: modules (name -> settings), params (name -> shape), counts, call order, and the
+    dropout and activation function calls of one forward when recorded (see recording_functions)."""
     modules = {name: module_settings(m) for name, m in model.named_modules() if name}
     params = {name: list(p.shape) for name, p in model.named_parameters()}
     per_level: dict[str, int] = {}
@@ -109,4 +168,5 @@ def describe(model: nn.Module, call_order: list[str] | None = None) -> dict[str,
         "params_per_level": per_level,
         "call_order": leaf_calls,
         "dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()}),
+        **({"functions": functions} if functions is not None else {}),
     }

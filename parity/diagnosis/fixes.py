@@ -132,7 +132,72 @@ def _restore_semantics(model: nn.Module, findings: Sequence[Finding]) -> bool:
     return True
 
 
+def _relation_spec(findings: Sequence[Finding], *kinds: str) -> dict[str, Any] | None:
+    """The fix spec of the first claimed relation finding (of one of `kinds`, when given) that has one."""
+    for f in findings:
+        if f.kind == "forward.relation" and f.evidence.get("fix") and (not kinds or f.evidence.get("kind") in kinds):
+            return dict(f.evidence["fix"])
+    return None
+
+
+def _op_patch(model: nn.Module, spec: dict[str, Any] | None) -> bool:
+    from percepiano_parity.diagnosis.fix_patches import DROPOUTS, install_op_patch, op_transform
+
+    if not spec:
+        return False
+    transform = op_transform(spec)
+    if transform is None:
+        return False
+    if spec.get("action") == "eval_randomness_off":
+        return install_op_patch(model, None, DROPOUTS, None, transform)
+    return install_op_patch(model, spec.get("module", ""), frozenset({str(spec["name"])}), spec.get("site"), transform)
+
+
+def _patch_op(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    return _op_patch(model, _relation_spec(findings, "different_arguments", "different_op", "extra_op"))
+
+
+def _patch_op_input(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    return _op_patch(model, _relation_spec(findings, "missing_op"))
+
+
+def _eval_randomness_off(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    return _op_patch(model, _relation_spec(findings, "random_in_eval"))
+
+
+def _softmax_axis(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    """The softmax at the first divergent operation, called with the original's axis (measured there)."""
+    return _op_patch(model, _relation_spec(findings, "different_arguments"))
+
+
+def _softmax_scale(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    return _op_patch(model, _relation_spec(findings, "missing_op", "extra_op", "different_arguments"))
+
+
+def _level_patch(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    from percepiano_parity.diagnosis.fix_patches import install_level_patch
+
+    spec = _relation_spec(findings, "feature_permutation", "item_permutation", "time_reversal")
+    return bool(spec) and install_level_patch(model, spec)
+
+
+def _permute_gate_rows(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    from percepiano_parity.diagnosis.fix_patches import install_gate_patch
+
+    spec = _relation_spec(findings, "lstm_gate_order")
+    return bool(spec) and install_gate_patch(model, str(spec["module"]), list(spec["blocks"]))
+
+
 FIXES: dict[str, FixFn] = {
+    "patch_op": _patch_op,
+    "patch_op_input": _patch_op_input,
+    "eval_randomness_off": _eval_randomness_off,
+    "softmax_axis": _softmax_axis,
+    "softmax_scale": _softmax_scale,
+    "permute_level_output": _level_patch,
+    "reorder_level_items": _level_patch,
+    "reverse_level_time": _level_patch,
+    "permute_gate_rows": _permute_gate_rows,
     "remove_module": _remove_module,
     "float32": _float32,
     "restore_setting": _restore_setting,

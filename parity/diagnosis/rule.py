@@ -57,27 +57,58 @@ _MISSING = _Missing()
 
 
 class _MeasuredFormatter(string.Formatter):
-    """str.format for explanation templates: a figure that was not measured prints as "n/a"."""
+    """str.format for explanation templates; a figure that was not measured raises _Unmeasured."""
 
     def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        return kwargs.get(str(key), _MISSING)
+        value = kwargs.get(str(key), _MISSING)
+        if value is _MISSING or value is None or (isinstance(value, float) and math.isnan(value)):
+            raise _Unmeasured(str(key))
+        return value
 
     def format_field(self, value: Any, format_spec: str) -> str:
-        if value is _MISSING or value is None or (isinstance(value, float) and math.isnan(value)):
-            return "n/a"
         try:
             return super().format_field(value, format_spec)
         except (TypeError, ValueError):
             return str(value)
 
 
+class _Unmeasured(LookupError):
+    pass
+
+
+_OPTIONAL = re.compile(r"«([^«»]*)»")
+
+
 def fill(template: str, measured: Mapping[str, Any]) -> str:
-    """Fill "{name:spec}" placeholders of a rule text with measured figures ("n/a" where missing)."""
-    return _MeasuredFormatter().vformat(template, (), dict(measured))
+    """Fill "{name:spec}" placeholders of a rule text with measured figures.
+
+    A part written «like this {name}» is left out when any figure in it was not measured; outside such parts a
+    missing figure leaves the placeholder's name in angle brackets (a template to fix, never a made-up "n/a").
+    """
+    formatter = _MeasuredFormatter()
+
+    def optional(m: re.Match[str]) -> str:
+        try:
+            return formatter.vformat(m.group(1), (), dict(measured))
+        except _Unmeasured:
+            return ""
+
+    text = _OPTIONAL.sub(optional, template)
+    out = []
+    for literal, name, spec, conv in string.Formatter().parse(text):
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is not None:
+            out.append("{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}")
+            if name not in measured or measured[name] is None:
+                out[-1] = f"<{name}>"
+    try:
+        return formatter.vformat("".join(out), (), dict(measured))
+    except _Unmeasured as missing:  # pragma: no cover - every missing name was replaced above
+        return text.replace("{" + str(missing) + "}", f"<{missing}>")
 
 
 def placeholders(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return {name for _, name, _, _ in string.Formatter().parse(template.replace("«", "").replace("»", "")) if name}
 
 
 @dataclass(frozen=True)
@@ -98,6 +129,8 @@ class Rule:
     # figures read from the claimed findings (e.g. {"logits_max_abs": 0.012}); the title, replica_does and
     # effect texts may use them as "{name:.2g}" placeholders, filled at diagnosis time
     measure: Callable[[Sequence[Finding]], dict[str, Any]] | None = None
+    # source pointers that depend on the findings (the level or operation named), cited before `refs`
+    locate: Callable[[Sequence[Finding], Path | None], list[str]] | None = None
 
     def measured(self, claimed: Sequence[Finding]) -> dict[str, Any]:
         figures = common_measures(claimed)
@@ -106,7 +139,8 @@ class Rule:
         return {k: v for k, v in figures.items() if v is not None}
 
     def explain(self, claimed: Sequence[Finding], root: Path | None) -> Explanation:
-        refs = [r for r in (ref.locate(root) for ref in self.refs) if r]
+        refs = list(self.locate(claimed, root)) if self.locate is not None else []
+        refs += [r for r in (ref.locate(root) for ref in self.refs) if r and r not in refs]
         figures = self.measured(claimed)
         # never graver than what it explains (a generic rule over warnings stays a warning)
         worst = max((f.severity for f in claimed), default=self.severity)

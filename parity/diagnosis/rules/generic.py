@@ -5,9 +5,11 @@ named (shapes, extra or missing modules, settings, recipe, data, trajectory, lev
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.diagnosis.level_refs import LEVEL_WHAT, level_refs
 from percepiano_parity.diagnosis.match import (
     Matcher,
     about_modules,
@@ -54,6 +56,28 @@ def _forward_unexplained(findings: Sequence[Finding]) -> list[Finding] | None:
     if not hits:
         return None
     return model_consequences(findings)
+
+
+def _unexplained_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    root = root_of(claimed)
+    if root:
+        out["level_what"] = LEVEL_WHAT.get(root)
+    tested = next((f for f in claimed if f.kind == "forward.relations_tested"), None)
+    if tested is not None:
+        kinds = sorted({t["kind"].replace("_", " ") for t in tested.evidence.get("tested", [])})
+        out["tested"] = ", ".join(kinds) if kinds else None
+        closest = tested.evidence.get("closest") or {}
+        out["closest_kind"] = closest.get("kind", "").replace("_", " ") or None
+        out["closest_residual"] = closest.get("residual")
+        first_op = tested.evidence.get("first_op") or {}
+        out["first_op"] = first_op.get("op")
+        out["baseline"] = next((t.get("baseline") for t in [closest] if t.get("baseline") is not None), None)
+    return out
+
+
+def _unexplained_refs(claimed: Sequence[Finding], root_dir: Path | None) -> list[str]:
+    return level_refs(root_of(claimed), root_dir)
 
 
 def _gradient_flow(findings: Sequence[Finding]) -> list[Finding] | None:
@@ -186,14 +210,16 @@ RULES: list[Rule] = [
         match=_gradient_flow, measure=_gradient_measure,
         refs=(SourceRef("train_m2pf.py", r"def train_step"),), priority=89),
     Rule(
-        id="PP-FORWARD-UNEXPLAINED-LEVEL", title="Forward divergence with no known cause, root level {root_level}",
+        id="PP-FORWARD-UNEXPLAINED-LEVEL", title="Forward divergence at {root_level} that no tested relation explains",
         severity=Severity.ERROR,
-        original_does="See the original's code for level {root_level} (parity.levels describes each level).",
-        replica_does="Computes level {root_level} differently although structure and settings agree.",
-        effect="Every level from {root_level} on differs (logits by up to {logits_max_abs:.3g}, loss by "
-               "{loss_max_abs:.2g}).",
-        fix="Compare the code of level {root_level} with the original's line by line; the forward table shows "
-            "whether the error is local to it or inherited.",
-        match=_forward_unexplained, refs=(SourceRef("encoder_score.py", r"def run_beat_and_measure"),),
+        original_does="At {root_level}: «{level_what}».",
+        replica_does="Computes {root_level} differently«: on the original's own inputs it differs by {baseline} "
+                     "relative»«; tested {tested}, the closest ({closest_kind}) still leaves {closest_residual}»"
+                     "«; first divergent operation {first_op}».",
+        effect="Every level from {root_level} on differs«, the logits by up to {logits_max_abs:.3g}»«, the loss by "
+               "{loss_max_abs:.2g}».",
+        fix="Compare the code of level {root_level} with the original's (the cited lines)«, starting at "
+            "{first_op}»; the forward table shows whether the error is local to it or inherited.",
+        match=_forward_unexplained, measure=_unexplained_measure, locate=_unexplained_refs,
         priority=95),
 ]

@@ -1,0 +1,158 @@
+"""The relation search at one root-cause level: every relation test, and which holds.
+
+Order: randomness first (if two identical eval calls of the candidate disagree, no other measurement means
+anything); then, with the level computed from the original's own inputs, the layout relations (feature
+columns, batch items, time), the attention-map relations (normalisation axis, temperature), the relations at
+the first divergent operation (an operation's arguments, an operation missing, extra or replaced) and the
+LSTM gate order. The result is plain data: what was tested, each residual, the relations that hold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from percepiano_parity.compare.op_divergence import first_divergent, match_trace
+from percepiano_parity.compare.op_trace import Trace, tracing
+from percepiano_parity.compare.relations import gates, layout, operations, randomness, softmax
+from percepiano_parity.compare.relations.result import Relation
+from percepiano_parity.compare.structure import level_of
+from percepiano_parity.compare.value_match import relative_residual
+from percepiano_parity.replica.batch import CanonicalBatch
+
+ATTENTION_OF = {"beat_nodes": "attn.beat", "measure_nodes": "attn.measure", "pooled": "attn.final"}
+MIN_TOL = 1e-5  # a relation holds when its residual is at most max(MIN_TOL, FLOOR_MULTIPLE x the level's floor)
+FLOOR_MULTIPLE = 20
+TRACE_BYTES = 1 << 30
+
+
+def _lengths(batch: CanonicalBatch) -> Tensor:
+    return torch.tensor([len(s.features) for s in batch.segments])
+
+
+def _level_owner_modules(weight_map: Any, level: str) -> set[str]:
+    """The candidate's modules holding the parameters the original's level owns."""
+    out = set()
+    for ref_name, cand_name in weight_map.pairs.items():
+        if level_of(ref_name) == level:
+            out.add(cand_name.rsplit(".", 1)[0] if "." in cand_name else "")
+    return out
+
+
+def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, weight_map: Any,
+           floor_rel: float, *, teacher_forced: bool) -> dict[str, Any]:
+    """All relation tests at `level` on `batch` (see the module docstring); JSON-able."""
+    tol = max(MIN_TOL, FLOOR_MULTIPLE * floor_rel)
+    out: dict[str, Any] = {"level": level, "tolerance": tol, "tested": [], "holds": []}
+    relations: list[Relation] = []
+
+    def run_candidate() -> Any:
+        return candidate.run(batch, grads=False)
+
+    noise = randomness.random_in_eval(level, run_candidate, lambda taps: taps.levels["logits"],
+                                      getattr(candidate, "model", None))
+    if noise is not None:
+        out["tested"].append(_row(noise))
+        out["holds"].append(noise.to_dict())
+        return out
+    ref_taps = reference.run(batch, grads=False)
+    cand_taps = run_candidate()
+    ref_value = ref_taps.levels.get(level)
+    if ref_value is None:
+        out["note"] = f"the original does not record level {level}"
+        return out
+    deps = tuple(candidate.level_inputs(level)) if teacher_forced else ()
+    inputs = {d: ref_taps.levels[d] for d in deps if d in ref_taps.levels}
+    if teacher_forced and len(inputs) == len(deps):
+        def run_level() -> Tensor:
+            return candidate.run_level(level, inputs, batch).float()
+        cand_value = run_level()
+    else:
+        run_level = None  # type: ignore[assignment]
+        cand_value = cand_taps.levels.get(level)
+    if cand_value is None:
+        out["note"] = f"the replica's level {level} could not be computed"
+        return out
+    out["baseline"] = _num(relative_residual(ref_value, cand_value) if ref_value.shape == cand_value.shape
+                           else math.inf)
+    lengths = _lengths(batch)
+    ref32 = ref_value.float()
+    relations += [layout.feature_permutation(level, ref32, cand_value, tol),
+                  layout.item_permutation(level, ref32, cand_value, tol, lengths),
+                  layout.time_reversal(level, ref32, cand_value, tol, lengths)]
+    amap = ATTENTION_OF.get(level)
+    if amap and amap in ref_taps.attention and amap in cand_taps.attention:
+        r, c = ref_taps.attention[amap], cand_taps.attention[amap]
+        relations += [softmax.normalisation_axis(level, r, c, tol), softmax.temperature(level, r, c, tol)]
+    relations += _operation_relations(level, reference, candidate, batch, inputs, run_level, tol, out)
+    if run_level is not None:
+        for name in gates.lstm_like(candidate.model, _level_owner_modules(weight_map, level)):
+            relations.append(gates.gate_order(level, candidate.model, name, ref32, run_level, tol))
+    where = _level_module(candidate, level)
+    for r in relations:
+        if r.fix is not None and r.fix.get("action") in LEVEL_FIXES and where:
+            r.fix["level_module"] = where
+    relations.sort(key=lambda r: (not r.holds, r.residual))
+    out["tested"] = [_row(r) for r in relations]
+    out["holds"] = [r.to_dict() for r in relations if r.holds]
+    closest = next((r for r in relations if math.isfinite(r.residual)), None)
+    if closest is not None and not closest.holds:
+        out["closest"] = closest.to_dict()
+    return out
+
+
+LEVEL_FIXES = ("permute_level_output", "reorder_level_items", "reverse_level_time")
+
+
+def _level_module(candidate: Any, level: str) -> str | None:
+    """Where a user's adapter says the level is produced ("module.path" or "module.path:input"), if it says."""
+    levels = getattr(getattr(candidate, "adapter", None), "levels", None) or {}
+    where = levels.get(level) if hasattr(levels, "get") else None
+    return str(where) if where else None
+
+
+def _operation_relations(level: str, reference: Any, candidate: Any, batch: CanonicalBatch,
+                         inputs: dict[str, Tensor], run_level: Callable[[], Tensor] | None, tol: float,
+                         out: dict[str, Any]) -> list[Relation]:
+    try:
+        with torch.no_grad(), tracing(reference.model, max_bytes=TRACE_BYTES) as ref_trace:
+            reference.run(batch, grads=False)
+        with torch.no_grad(), tracing(candidate.model, max_bytes=TRACE_BYTES) as cand_trace:
+            if run_level is not None:
+                run_level()
+            else:
+                candidate.run(batch, grads=False)
+    except Exception as exc:  # noqa: BLE001 - diagnosis is add-only: a trace that fails only loses evidence
+        out["op_note"] = f"operations could not be traced: {type(exc).__name__}: {exc}"[:200]
+        return []
+    known = list(inputs.values()) + [p for p in candidate.model.parameters()]
+    div = first_divergent(ref_trace, cand_trace, known)
+    if div is None:
+        out["op_note"] = ("every operation of the level computes values the original also computes; the "
+                          "difference is in how they are arranged")
+        return []
+    out["first_op"] = {"op": div.op.label(), "site": div.op.site, "module": div.op.module,
+                       "counterparts": [q.label() for q in div.counterparts[:4]],
+                       "nearest_residual": _num(div.nearest.residual) if div.nearest else None,
+                       "compared": div.compared}
+    index, _ = match_trace(ref_trace, cand_trace, known)
+    del index
+    from percepiano_parity.compare.value_match import ValueIndex
+
+    ref_index = ValueIndex((op.index, op.output) for op in ref_trace.ops if op.output is not None)
+    return operations.operation_relations(level, div, ref_trace, cand_trace, ref_index, tol)
+
+
+def _row(r: Relation) -> dict[str, Any]:
+    return {"kind": r.kind, "holds": r.holds, "residual": _num(r.residual), "summary": r.summary}
+
+
+def _num(x: float) -> float | str:
+    return float(f"{x:.3g}") if math.isfinite(x) else str(x)
+
+
+__all__ = ["Trace", "search"]

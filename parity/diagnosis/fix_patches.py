@@ -1,0 +1,274 @@
+"""Mechanical fixes for measured relations, applied to a private copy of the candidate without editing its code.
+
+A relation's inverse is installed on the copy with forward hooks, so the audit can re-run and see whether the
+explained findings disappear:
+
+* an operation patch: while the module that runs the operation executes, a `TorchFunctionMode` intercepts
+  the calls of that function at that source line and calls it with the original's arguments, with the
+  original's function, without it, or on the input the original gives it;
+* a level patch: the level's output (a module's output, or `level_patches` of the bundled replica) gets the
+  layout change undone: columns permuted back, batch items put back in order, channels flipped back in time;
+* a gate patch: while the LSTM-like module runs, its gate weights are seen in the reordered layout (a view
+  that gradients flow through back into the stored parameters, so gradients stay comparable).
+Hooks read the module they are called with, never a captured one, so deep copies of the patched model work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from percepiano_parity.compare.op_trace import call_site
+
+DROPOUTS = frozenset({"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"})
+
+
+class OpPatch(TorchFunctionMode):
+    """Calls of a function in `names` made at `site` (anywhere when None) go through `transform(func, args,
+    kwargs)` instead."""
+
+    def __init__(self, names: frozenset[str], site: str | None,
+                 transform: Callable[[Callable[..., Any], tuple, dict], Any]) -> None:
+        super().__init__()
+        self.names, self.site, self.transform = names, site, transform
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self.names and (self.site is None or call_site() == self.site):
+            return self.transform(func, tuple(args), dict(kwargs))
+        return func(*args, **kwargs)
+
+
+def _with_constants(func: Callable[..., Any], args: tuple, kwargs: dict, constants: dict[str, Any]) -> Any:
+    args_l = list(args)
+    for key, value in constants.items():
+        if key.isdigit() and int(key) < len(args_l):
+            args_l[int(key)] = value
+        else:
+            kwargs[key] = value
+    return func(*args_l, **kwargs)
+
+
+def _named_function(name: str) -> Callable[..., Any] | None:
+    for owner in (torch.nn.functional, torch, torch.Tensor):
+        fn = getattr(owner, name, None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def op_transform(spec: dict[str, Any]) -> Callable[[Callable[..., Any], tuple, dict], Any] | None:
+    """The call replacement a fix spec asks for (see the module docstring), or None when it cannot apply."""
+    action = spec.get("action")
+    constants = dict(spec.get("constants") or {})
+    if action == "eval_randomness_off":
+        return lambda func, args, kwargs: args[0] if args else kwargs.get("input")
+    if action == "patch_op" and spec.get("identity"):
+        return lambda func, args, kwargs: next(a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor))
+    if action == "patch_op" and spec.get("replace_with"):
+        other = _named_function(str(spec["replace_with"]))
+        if other is None:
+            return None
+        return lambda func, args, kwargs: _with_constants(other, (args[0],), {}, {
+            k: v for k, v in constants.items() if not k.isdigit() or k != "0"})
+    if action == "patch_op":
+        return lambda func, args, kwargs: _with_constants(func, args, kwargs, constants)
+    if action == "patch_op_input":
+        fn = _named_function(str(spec.get("apply")))
+        if fn is None:
+            return None
+        position = int(spec.get("input_position", 0))
+        extra = {k: v for k, v in constants.items() if k != "0"}
+
+        def patch_input(func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+            tensors = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+            if position >= len(tensors):
+                return func(*args, **kwargs)
+            args_l = list(args)
+            args_l[tensors[position]] = _with_constants(fn, (args_l[tensors[position]],), {}, extra)
+            return func(*args_l, **kwargs)
+        return patch_input
+    return None
+
+
+def install_op_patch(model: nn.Module, module_path: str | None, names: frozenset[str], site: str | None,
+                     transform: Callable[[Callable[..., Any], tuple, dict], Any]) -> bool:
+    """Run `model.<module_path>` under an OpPatch (entered by a pre-hook, left by an always-called hook).
+    `module_path` None: the model and each of its direct children (a forward that calls its submodules'
+    methods rather than the model itself still passes through one of them)."""
+    if module_path is None:
+        targets = [model, *model.children()]
+    else:
+        try:
+            targets = [model.get_submodule(module_path) if module_path else model]
+        except AttributeError:
+            return False
+    modes: list[OpPatch] = []
+
+    def enter(_m: nn.Module, _a: Any) -> None:
+        mode = OpPatch(names, site, transform)
+        mode.__enter__()
+        modes.append(mode)
+
+    def leave(_m: nn.Module, _a: Any, _o: Any) -> None:
+        if modes:
+            modes.pop().__exit__(None, None, None)
+
+    for module in targets:
+        module.register_forward_pre_hook(enter)
+        module.register_forward_hook(leave, always_call=True)
+    return True
+
+
+# ------------------------------------------------------------------------------------------ level patches
+
+
+def _blocks_index(blocks: list[list[int]], width: int) -> Tensor:
+    index = torch.arange(width)
+    for start, end, source in blocks:
+        index[start:end] = torch.arange(source, source + end - start)
+    return index
+
+
+def _real_lengths(value: Tensor) -> Tensor:
+    """Notes per item, read from an (N, T, C) note-space value whose padding rows are zero."""
+    return (value.detach().abs().sum(-1) > 0).sum(1)
+
+
+def _lengths_from_inputs(args: tuple, n: int) -> Tensor | None:
+    """A module's item lengths: a 1-D integer tensor of n entries among its inputs, else the non-zero rows of
+    its first (N, T, C) input."""
+    for a in args:
+        if isinstance(a, Tensor) and a.dim() == 1 and a.numel() == n and not a.is_floating_point():
+            return a.cpu()
+    first = next((a for a in args if isinstance(a, Tensor) and a.dim() == 3), None)
+    return _real_lengths(first).cpu() if first is not None else None
+
+
+LevelTransform = Callable[[Tensor, Tensor | None], Tensor]
+
+
+def level_transform(spec: dict[str, Any]) -> LevelTransform | None:
+    """value, the batch's item lengths (None when unknown) -> the value with the layout change undone."""
+    action = spec.get("action")
+    if action == "permute_level_output":
+        blocks = [list(b) for b in spec.get("blocks", [])]
+        return lambda v, _lengths: v[..., _blocks_index(blocks, v.shape[-1]).to(v.device)]
+    if action == "reorder_level_items":
+        descending = spec.get("order") == "length_desc"
+
+        def unsort(v: Tensor, lengths: Tensor | None) -> Tensor:
+            # item k of the level holds batch item order[k]: put each back in its own slot
+            if lengths is None:
+                return v
+            order = torch.sort(lengths, descending=descending, stable=True).indices.to(v.device)
+            out = torch.empty_like(v)
+            out[order] = v
+            return out
+        return unsort
+    if action == "reverse_level_time":
+        spans = [tuple(s) for s in spec.get("channels", [])]
+
+        def unreverse(v: Tensor, lengths: Tensor | None) -> Tensor:
+            out = v.clone()
+            for b, length in enumerate((lengths if lengths is not None else _real_lengths(v)).tolist()):
+                for s, e in spans:
+                    out[b, :length, s:e] = v[b, :length, s:e].flip(0)
+            return out
+        return unreverse
+    return None
+
+
+class LevelPatch(nn.Module):
+    """A bundled replica's `level_patches` entry applying a level transform (given the batch's lengths)."""
+
+    wants_lengths = True
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.spec = dict(spec)
+
+    def forward(self, value: Tensor, lengths: Tensor | None = None) -> Tensor:
+        transform = level_transform(self.spec)
+        return transform(value, lengths) if transform is not None else value
+
+
+def install_level_patch(model: nn.Module, spec: dict[str, Any]) -> bool:
+    """Undo a level's layout change on `model` (see the module docstring); False when it cannot apply."""
+    level, transform = spec.get("level"), level_transform(spec)
+    if transform is None or not level:
+        return False
+    if hasattr(model, "compute_level"):  # the bundled replica: its level_patches seam
+        patches = getattr(model, "level_patches", None)
+        if patches is None:
+            model.level_patches = nn.ModuleDict()
+            patches = model.level_patches
+        patches[level] = LevelPatch(spec) if level not in patches else _Chain(patches[level], LevelPatch(spec))
+        return True
+    where = spec.get("level_module")
+    if not where:
+        return False
+    path, _, side = str(where).partition(":")
+    try:
+        module = model.get_submodule(path) if path else model
+    except AttributeError:
+        return False
+    if side == "input":
+        def pre(_m: nn.Module, args: tuple) -> tuple:
+            if not args or not isinstance(args[0], Tensor):
+                return args
+            return (transform(args[0], _lengths_from_inputs(args, args[0].shape[0])), *args[1:])
+        module.register_forward_pre_hook(pre)
+    else:
+        def post(_m: nn.Module, args: tuple, out: Any) -> Any:
+            if isinstance(out, Tensor):
+                return transform(out, _lengths_from_inputs(args, out.shape[0]))
+            return out
+        module.register_forward_hook(post)
+    return True
+
+
+class _Chain(nn.Module):
+    wants_lengths = True
+
+    def __init__(self, first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, value: Tensor, lengths: Tensor | None = None) -> Tensor:
+        value = self.first(value, lengths) if getattr(self.first, "wants_lengths", False) else self.first(value)
+        return self.second(value, lengths)
+
+
+# ------------------------------------------------------------------------------------------ gate patches
+
+
+def install_gate_patch(model: nn.Module, module_path: str, blocks: list[int]) -> bool:
+    try:
+        module = model.get_submodule(module_path)
+    except AttributeError:
+        return False
+    names = [n for n, _ in module.named_parameters(recurse=False)
+             if n.startswith(("weight_ih", "weight_hh", "bias_ih", "bias_hh"))]
+    if not names:
+        return False
+    order = list(blocks)
+
+    def enter(m: nn.Module, _a: Any) -> None:
+        stored = {n: m._parameters[n] for n in names}
+        m.__dict__["_parity_gate_stored"] = stored
+        for n, p in stored.items():
+            m._parameters[n] = torch.cat([p.chunk(4, dim=0)[i] for i in order], dim=0)  # type: ignore[assignment]
+
+    def leave(m: nn.Module, _a: Any, _o: Any) -> None:
+        stored = m.__dict__.pop("_parity_gate_stored", None)
+        if stored:
+            m._parameters.update(stored)
+
+    module.register_forward_pre_hook(enter)
+    module.register_forward_hook(leave, always_call=True)
+    return True
