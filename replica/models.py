@@ -171,8 +171,10 @@ class PercePianoModel(nn.Module):
                     on_level(level, value)
         return out
 
-    def forward(self, x: PackedSequence, note_locations: Mapping[str, Tensor]) -> Tensor:
-        return self.run_levels(x, note_locations)["logits"]
+    def forward(self, x: PackedSequence, note_locations: Mapping[str, Tensor], lengths: Tensor | None = None, *,
+                on_level: Recorder | None = None, on_attention: Recorder | None = None) -> Tensor:
+        """The logits (N, num_label); with recorders, every level and attention map on the way."""
+        return self.run_levels(x, note_locations, lengths, on_level=on_level, on_attention=on_attention)["logits"]
 
 
 def _packed_lengths(x: PackedSequence) -> Tensor:

@@ -134,10 +134,12 @@ def _known(settings: dict[str, Any]) -> bool:
 def _behaviour(ref: dict[str, Any], cand: dict[str, Any], kinds: tuple[str, ...], label: str,
                wm: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The dropout rates (or activation kinds) each side applies, in call order."""
-    if "functions" in ref and "functions" in cand:
+    if "functions" in cand:
         rnn_owners = {_owner(c) for r, c in wm.pairs.items() if "_ih_l" in r}
 
         def calls(desc: dict[str, Any], skip: set[str]) -> list[dict[str, Any]]:
+            if "functions" not in desc:  # a recorded reference: its modules (the original has no functional ones)
+                return [_normal(m) for m in _leaf_sequence(desc, kinds)]
             out = []
             for call in desc["functions"]:
                 is_dropout = "dropout" in call["fn"]
@@ -153,6 +155,16 @@ def _behaviour(ref: dict[str, Any], cand: dict[str, Any], kinds: tuple[str, ...]
         seq_r, seq_c = _leaf_sequence(ref, kinds), _leaf_sequence(cand, kinds)
     strip = [[{k: v for k, v in m.items() if k != "at"} for m in s] for s in (seq_r, seq_c)]
     return (seq_r, seq_c) if strip[0] != strip[1] else (strip[0], strip[1])
+
+
+def _normal(module: dict[str, Any]) -> dict[str, Any]:
+    """A dropout or activation module's settings in the form a recorded function call has."""
+    if module.get("type") == "Dropout":
+        return {"type": "Dropout", "p": module.get("p"), "at": module.get("at", "")}
+    out = {"type": str(module.get("type", "")).upper(), "at": module.get("at", "")}
+    if module.get("approximate") not in (None, "none"):
+        out["approximate"] = module["approximate"]
+    return out
 
 
 def _numel(shape: list[int]) -> int:

@@ -103,10 +103,11 @@ def match_trace(reference: Trace, candidate: Trace, known: Iterable[Tensor]) -> 
     return index, result
 
 
-def first_divergent(reference: Trace, candidate: Trace, known: Iterable[Tensor]) -> Divergence | None:
+def first_divergent(reference: Trace, candidate: Trace, known: Iterable[Tensor],
+                    matched: tuple[ValueIndex, TraceMatch] | None = None) -> Divergence | None:
     """The candidate's first divergent operation (see the module docstring), or None when every computing
-    operation's value is found in the original's trace."""
-    index, tm = match_trace(reference, candidate, known)
+    operation's value is found in the original's trace. `matched`: match_trace's result, when already made."""
+    index, tm = matched if matched is not None else match_trace(reference, candidate, known)
     ref_by_index = {op.index: op for op in reference.ops}
     ref_consumers = _consumers(reference)
     for op in candidate.ops:

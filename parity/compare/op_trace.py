@@ -26,6 +26,8 @@ _TORCH_DIR = str(Path(torch.__file__).resolve().parent)
 _OWN_DIR = str(Path(__file__).resolve().parents[1])  # percepiano_parity's stage folders
 _REPLICA_DIR = str(Path(__file__).resolve().parents[2] / "replica")
 _ADAPTER_DIR = str(Path(__file__).resolve().parents[2] / "original_adapter")
+# operations made here prepare the model's input, they are not the model's: never recorded
+_INPUT_FILES = (str(Path(__file__).resolve().parents[2] / "replica" / "batch.py"),)
 # calls that only read metadata or copy; never a computation worth naming
 _SKIP = frozenset({
     "__get__", "size", "dim", "numel", "is_floating_point", "is_complex", "__len__", "__bool__", "__repr__",
@@ -146,11 +148,14 @@ class _Recorder(TorchFunctionMode):
                 ids.append(id(v))
             elif _constant(v):
                 constants[k] = v
+        site = call_site(self.skip_dirs)
+        if site.startswith(_INPUT_FILES):
+            return out
         copy = tensor.detach().clone() if tensor.is_floating_point() else tensor.detach()
         self.bytes += copy.numel() * copy.element_size()
         if self.bytes > self.max_bytes:
             self.full = True
-        self.ops.append(Op(len(self.ops), name, qual, call_site(self.skip_dirs), self.modules[-1] if self.modules
+        self.ops.append(Op(len(self.ops), name, qual, site, self.modules[-1] if self.modules
                            else "", inputs, ids, constants, copy, id(tensor), func, tuple(args), dict(kwargs),
                            out))
         return out

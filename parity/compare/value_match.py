@@ -42,23 +42,48 @@ def sorted_values(t: Tensor) -> Tensor:
     return t.detach().float().flatten().sort().values
 
 
+def _signature(t: Tensor) -> tuple[float, float, float]:
+    """(sum, sum of |x|, max |x|) in float64: equal values (in any order) have close signatures."""
+    x = t.detach().double()
+    return float(x.sum()), float(x.abs().sum()), float(x.abs().max())
+
+
 class ValueIndex:
-    """Tensors (float, at least 2 elements) indexed by size, for lookups by value."""
+    """Tensors (float, at least 2 elements) indexed by size and a value signature, for lookups by value.
+
+    Two tensors within `rel` of each other (relative to the larger magnitude m) have sums and absolute sums
+    within numel * rel * m, so only those candidates are compared element by element.
+    """
 
     def __init__(self, items: Iterable[tuple[int, Tensor]]) -> None:
-        self._by_numel: dict[int, list[tuple[int, Tensor, Tensor]]] = defaultdict(list)
+        self._by_numel: dict[int, list[tuple[int, Tensor, tuple[float, float, float]]]] = defaultdict(list)
         for key, t in items:
             if t is None or not t.is_floating_point() or t.numel() < 2:
                 continue
-            self._by_numel[t.numel()].append((key, t, sorted_values(t)))
+            self._by_numel[t.numel()].append((key, t, _signature(t)))
+        self._sorted: dict[int, Tensor] = {}
+
+    def _sorted_of(self, key: int, t: Tensor) -> Tensor:
+        if key not in self._sorted:
+            self._sorted[key] = sorted_values(t)
+        return self._sorted[key]
+
+    def _candidates(self, t: Tensor, rel: float) -> list[tuple[int, Tensor]]:
+        s, a, m = _signature(t)
+        out = []
+        for key, other, (so, ao, mo) in self._by_numel.get(t.numel(), ()):
+            slack = t.numel() * rel * max(m, mo) + 1e-30
+            if abs(s - so) <= slack and abs(a - ao) <= slack and abs(m - mo) <= rel * max(m, mo) + 1e-30:
+                out.append((key, other))
+        return out
 
     def find(self, t: Tensor, rel: float = REL, first: bool = True) -> list[Match]:
         """Keys of indexed tensors equal to `t` within `rel` (same-shape matches first)."""
         if t is None or not t.is_floating_point() or t.numel() < 2:
             return []
         found: list[Match] = []
-        mine = sorted_values(t)
-        for key, other, other_sorted in self._by_numel.get(t.numel(), ()):
+        mine: Tensor | None = None
+        for key, other in self._candidates(t, rel):
             if other.shape == t.shape:
                 r = relative_residual(other, t)
                 if r <= rel:
@@ -66,7 +91,8 @@ class ValueIndex:
                     if first:
                         return found
                     continue
-            r = relative_residual(other_sorted, mine)
+            mine = sorted_values(t) if mine is None else mine
+            r = relative_residual(self._sorted_of(key, other), mine)
             if r <= rel:
                 found.append(Match(key, "multiset", r))
                 if first and len(found) > 8:
@@ -80,8 +106,8 @@ class ValueIndex:
             return None
         mine = sorted_values(t)
         best: Match | None = None
-        for key, _other, other_sorted in self._by_numel.get(t.numel(), ()):
-            r = relative_residual(other_sorted, mine)
+        for key, other, _sig in self._by_numel.get(t.numel(), ())[:200]:
+            r = relative_residual(self._sorted_of(key, other), mine)
             if best is None or r < best.residual:
                 best = Match(key, "multiset", r)
         return best

@@ -188,7 +188,26 @@ def _permute_gate_rows(model: nn.Module, findings: Sequence[Finding]) -> bool:
     return bool(spec) and install_gate_patch(model, str(spec["module"]), list(spec["blocks"]))
 
 
+def _untie(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    """Give every later use of a shared module its own copy (the reference's weights are copied in afterwards)."""
+    done = False
+    for f in findings:
+        if f.kind != "structure.tied_parameters":
+            continue
+        paths = [str(p) for p in f.evidence.get("candidate_modules", [])]
+        if len(paths) < 2:
+            continue
+        try:
+            first = model.get_submodule(paths[0])
+        except AttributeError:
+            continue
+        for path in paths[1:]:
+            done = _set_module(model, path, copy.deepcopy(first)) or done
+    return done
+
+
 FIXES: dict[str, FixFn] = {
+    "untie": _untie,
     "patch_op": _patch_op,
     "patch_op_input": _patch_op_input,
     "eval_randomness_off": _eval_randomness_off,

@@ -82,29 +82,61 @@ _OPTIONAL = re.compile(r"«([^«»]*)»")
 def fill(template: str, measured: Mapping[str, Any]) -> str:
     """Fill "{name:spec}" placeholders of a rule text with measured figures.
 
-    A part written «like this {name}» is left out when any figure in it was not measured; outside such parts a
-    missing figure leaves the placeholder's name in angle brackets (a template to fix, never a made-up "n/a").
+    Nothing is made up for a figure that was not measured: a part written «like this {name}» is left out when
+    any figure in it is missing; elsewhere, the innermost parenthesised group holding the missing figure, or
+    else its clause (between commas, semicolons or colons), is left out.
     """
     formatter = _MeasuredFormatter()
+    values = {k: v for k, v in measured.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
 
     def optional(m: re.Match[str]) -> str:
         try:
-            return formatter.vformat(m.group(1), (), dict(measured))
+            return formatter.vformat(m.group(1), (), values)
         except _Unmeasured:
             return ""
 
     text = _OPTIONAL.sub(optional, template)
-    out = []
+    for _ in range(20):
+        missing = next(((literal_end, name) for literal_end, name in _placeholder_positions(text)
+                        if name not in values), None)
+        if missing is None:
+            break
+        text = _drop_around(text, missing[0])
+    out = " ".join(formatter.vformat(text, (), values).split()).replace(" .", ".").replace(" ,", ",")
+    return out[:1].upper() + out[1:] if template[:1].isupper() else out
+
+
+def _placeholder_positions(text: str) -> list[tuple[int, str]]:
+    out, pos = [], 0
     for literal, name, spec, conv in string.Formatter().parse(text):
-        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        pos += len(literal)
         if name is not None:
-            out.append("{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}")
-            if name not in measured or measured[name] is None:
-                out[-1] = f"<{name}>"
-    try:
-        return formatter.vformat("".join(out), (), dict(measured))
-    except _Unmeasured as missing:  # pragma: no cover - every missing name was replaced above
-        return text.replace("{" + str(missing) + "}", f"<{missing}>")
+            out.append((pos, name))
+            pos += len(name) + 2 + (len(spec) + 1 if spec else 0) + (len(conv) + 1 if conv else 0)
+    return out
+
+
+def _drop_around(text: str, at: int) -> str:
+    """Remove the innermost (...) around position `at`, else the clause around it."""
+    depth, open_at = 0, -1
+    for i in range(at - 1, -1, -1):
+        if text[i] == ")":
+            depth += 1
+        elif text[i] == "(":
+            if depth == 0:
+                open_at = i
+                break
+            depth -= 1
+    if open_at >= 0:
+        close = text.find(")", at)
+        if close > 0:
+            return text[:open_at].rstrip() + text[close + 1:]
+    start = max(text.rfind(c, 0, at) for c in ",;:")
+    ends = [i for i in (text.find(c, at) for c in ",;.") if i >= 0]
+    end = min(ends) if ends else len(text)
+    if start < 0:
+        return text[end + 1:].lstrip() if end < len(text) and text[end] in ",;" else text[end:]
+    return text[:start] + text[end:]
 
 
 def placeholders(template: str) -> set[str]:

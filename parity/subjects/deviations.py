@@ -20,6 +20,7 @@ from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.replica.models import PercePianoModel
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE, Recipe
 from percepiano_parity.replica.variants import build
+from percepiano_parity.subjects import mistakes
 
 Kind = Literal["model", "recipe", "variant", "data"]
 
@@ -251,6 +252,29 @@ DEVIATIONS: dict[str, Deviation] = {d.name: d for d in (
               "han-total", "PP-BOUNDARY-RULE", "beat_nodes", model_change=_semantics(boundary_rule="any_change")),
     Deviation("proper-final-mask", 26, "padding masked properly in the final pooling", "model", "han-total",
               "PP-PADDING-MASK-QUIRK", "pooled", model_change=_semantics(head_mask="length"), quirk=True),
+    # mistakes no catalog rule names (subjects.mistakes): explained by measured relations
+    Deviation("softmax-over-heads", 27, "final pooling softmax over the heads instead of over time", "model",
+              "han-total", "PP-REL-SOFTMAX-AXIS", "pooled",
+              model_change=lambda m: mistakes.replace_attention(m, "head", mistakes.HeadSoftmaxAttention)),
+    Deviation("concat-order", 28, "total_note_cat with beat_spanned and measure_spanned swapped", "model",
+              "han-total", "PP-REL-FEATURE-ORDER", "total_note_cat",
+              model_change=_patch("total_note_cat", lambda m: mistakes.SwappedBlocks())),
+    Deviation("attention-no-tanh", 29, "beat attention scores without the tanh", "model", "han-total",
+              "PP-REL-MISSING-OP", "beat_nodes",
+              model_change=lambda m: mistakes.replace_attention(m, "score_encoder.beat_attention",
+                                                                mistakes.NoTanhAttention)),
+    Deviation("dropout-in-eval", 30, "the head's dropouts called functionally (active in eval)", "model",
+              "han-total", "PP-REL-RANDOM-IN-EVAL", "logits", model_change=mistakes.head_dropout_always_on),
+    Deviation("lstm-gate-order", 31, "a hand-written note LSTM reading its gates as i, g, f, o", "model",
+              "han-total", "PP-REL-LSTM-GATE-ORDER", "note", model_change=mistakes.hand_note_lstm("igfo")),
+    Deviation("sorted-batch-order", 32, "the note LSTM's output left in length-sorted batch order", "model",
+              "han-total", "PP-REL-BATCH-ORDER", "note", model_change=_patch("note", lambda m: mistakes.SortedItems())),
+    Deviation("scaled-attention-scores", 33, "final attention scores divided by sqrt(head size)", "model",
+              "han-total", "PP-REL-SOFTMAX-TEMPERATURE", "pooled",
+              model_change=lambda m: mistakes.replace_attention(m, "head", mistakes.ScaledScoresAttention)),
+    Deviation("backward-not-reversed", 34, "the note LSTM's backward half left reversed in time", "model",
+              "han-total", "PP-REL-TIME-REVERSAL", "note",
+              model_change=_patch("note", lambda m: mistakes.BackwardNotReversed())),
 )}
 
 

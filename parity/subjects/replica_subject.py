@@ -60,9 +60,10 @@ class ReplicaSubject:
             for p in self.model.parameters():
                 p.grad = None
             with torch.set_grad_enabled(grads):
-                out = self.model.run_levels(inp.x, inp.note_locations, inp.lengths,
-                                            on_level=taps.record_level, on_attention=taps.record_attention)
-                loss = training_loss(out["logits"], inp.labels)
+                # through __call__, so hooks on the model itself see the whole forward
+                logits = self.model(inp.x, inp.note_locations, inp.lengths, on_level=taps.record_level,
+                                    on_attention=taps.record_attention)
+                loss = training_loss(logits, inp.labels)
                 taps.loss = float(loss.detach())
                 if grads:
                     loss.backward()

@@ -28,10 +28,26 @@ ATTENTION_OF = {"beat_nodes": "attn.beat", "measure_nodes": "attn.measure", "poo
 MIN_TOL = 1e-5  # a relation holds when its residual is at most max(MIN_TOL, FLOOR_MULTIPLE x the level's floor)
 FLOOR_MULTIPLE = 20
 TRACE_BYTES = 1 << 30
+DIAGNOSIS_ITEMS = 3
 
 
 def _lengths(batch: CanonicalBatch) -> Tensor:
-    return torch.tensor([len(s.features) for s in batch.segments])
+    return torch.tensor(batch.lengths)
+
+
+def diagnosis_batch(batch: CanonicalBatch, items: int = DIAGNOSIS_ITEMS) -> CanonicalBatch:
+    """At most `items` segments of the batch, the longest, the shortest and those between, in batch order: relation
+    tests run many forwards and trace every operation, and a few items of unequal lengths show every layout."""
+    if len(batch) <= items:
+        return batch
+    order = sorted(range(len(batch)), key=lambda i: batch.lengths[i])
+    picks = {order[-1], order[0]}
+    step = max(1, len(order) // items)
+    for i in order[::step]:
+        if len(picks) >= items:
+            break
+        picks.add(i)
+    return CanonicalBatch(tuple(batch.segments[i] for i in sorted(picks)), batch.tags)
 
 
 def _level_owner_modules(weight_map: Any, level: str) -> set[str]:
@@ -48,6 +64,11 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
     """All relation tests at `level` on `batch` (see the module docstring); JSON-able."""
     tol = max(MIN_TOL, FLOOR_MULTIPLE * floor_rel)
     out: dict[str, Any] = {"level": level, "tolerance": tol, "tested": [], "holds": []}
+    if not callable(getattr(reference, "structure", None)):  # a recorded bundle replays its own batches only
+        small = diagnosis_batch(batch)
+        if small is not batch and _differs(level, reference, candidate, small, tol, teacher_forced):
+            batch = small
+    out["items"] = len(batch)
     relations: list[Relation] = []
 
     def run_candidate() -> Any:
@@ -88,10 +109,14 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
     if amap and amap in ref_taps.attention and amap in cand_taps.attention:
         r, c = ref_taps.attention[amap], cand_taps.attention[amap]
         relations += [softmax.normalisation_axis(level, r, c, tol), softmax.temperature(level, r, c, tol)]
-    relations += _operation_relations(level, reference, candidate, batch, inputs, run_level, tol, out)
+    if callable(getattr(reference, "structure", None)):
+        out["op_note"] = "a recorded reference: the original's operations inside a level are not in the bundle"
+    else:
+        relations += _operation_relations(level, reference, candidate, batch, inputs, run_level, tol, out)
     if run_level is not None:
-        for name in gates.lstm_like(candidate.model, _level_owner_modules(weight_map, level)):
-            relations.append(gates.gate_order(level, candidate.model, name, ref32, run_level, tol))
+        names = gates.lstm_like(candidate.model, _level_owner_modules(weight_map, level))
+        if names:
+            relations += _gate_relations(level, reference, candidate, batch, names, tol)
     where = _level_module(candidate, level)
     for r in relations:
         if r.fix is not None and r.fix.get("action") in LEVEL_FIXES and where:
@@ -115,6 +140,44 @@ def _level_module(candidate: Any, level: str) -> str | None:
     return str(where) if where else None
 
 
+def _gate_relations(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, names: list[str],
+                    tol: float) -> list[Relation]:
+    """The gate-order search on the two shortest items (24 runs of the level; the order does not depend on
+    length, and a hand-written cell's cost does)."""
+    short = batch
+    if not callable(getattr(reference, "structure", None)):  # a recorded bundle replays its own batches only
+        order = sorted(range(len(batch)), key=lambda i: batch.lengths[i])[:2]
+        short = CanonicalBatch(tuple(batch.segments[i] for i in sorted(order)), batch.tags)
+    ref_levels = reference.run(short, grads=False).levels
+    deps = tuple(candidate.level_inputs(level))
+    if level not in ref_levels or any(d not in ref_levels for d in deps):
+        return []
+    inputs = {d: ref_levels[d] for d in deps}
+
+    def run() -> Tensor:
+        return candidate.run_level(level, inputs, short).float()
+    return [gates.gate_order(level, candidate.model, name, ref_levels[level].float(), run, tol) for name in names]
+
+
+def _differs(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, tol: float,
+             teacher_forced: bool) -> bool:
+    """Whether the level still differs on this (smaller) batch, so relations measured on it mean something."""
+    try:
+        ref_taps = reference.run(batch, grads=False)
+        ref = ref_taps.levels.get(level)
+        deps = tuple(candidate.level_inputs(level)) if teacher_forced else ()
+        if teacher_forced and all(d in ref_taps.levels for d in deps):
+            cand = candidate.run_level(level, {d: ref_taps.levels[d] for d in deps}, batch)
+        else:
+            cand = candidate.run(batch, grads=False).levels.get(level)
+        a, b = candidate.run(batch, grads=False).levels["logits"], candidate.run(batch, grads=False).levels["logits"]
+    except Exception:  # noqa: BLE001 - the full batch is used instead
+        return False
+    if not torch.equal(a, b):
+        return True
+    return ref is not None and cand is not None and (ref.shape != cand.shape or relative_residual(ref, cand) > tol)
+
+
 def _operation_relations(level: str, reference: Any, candidate: Any, batch: CanonicalBatch,
                          inputs: dict[str, Tensor], run_level: Callable[[], Tensor] | None, tol: float,
                          out: dict[str, Any]) -> list[Relation]:
@@ -130,7 +193,8 @@ def _operation_relations(level: str, reference: Any, candidate: Any, batch: Cano
         out["op_note"] = f"operations could not be traced: {type(exc).__name__}: {exc}"[:200]
         return []
     known = list(inputs.values()) + [p for p in candidate.model.parameters()]
-    div = first_divergent(ref_trace, cand_trace, known)
+    matched = match_trace(ref_trace, cand_trace, known)
+    div = first_divergent(ref_trace, cand_trace, known, matched)
     if div is None:
         out["op_note"] = ("every operation of the level computes values the original also computes; the "
                           "difference is in how they are arranged")
@@ -139,12 +203,7 @@ def _operation_relations(level: str, reference: Any, candidate: Any, batch: Cano
                        "counterparts": [q.label() for q in div.counterparts[:4]],
                        "nearest_residual": _num(div.nearest.residual) if div.nearest else None,
                        "compared": div.compared}
-    index, _ = match_trace(ref_trace, cand_trace, known)
-    del index
-    from percepiano_parity.compare.value_match import ValueIndex
-
-    ref_index = ValueIndex((op.index, op.output) for op in ref_trace.ops if op.output is not None)
-    return operations.operation_relations(level, div, ref_trace, cand_trace, ref_index, tol)
+    return operations.operation_relations(level, div, ref_trace, cand_trace, matched[0], tol)
 
 
 def _row(r: Relation) -> dict[str, Any]:

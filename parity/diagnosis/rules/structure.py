@@ -254,3 +254,39 @@ RULES: list[Rule] = [
         refs=(SourceRef("module.py", r"nn\.init\.uniform_\(self\.context_vector"),),
         priority=40),
 ]
+
+
+# -- parameters shared where the original has two modules ----------------------------------------------------
+
+def _tied(findings: Sequence[Finding]) -> list[Finding] | None:
+    hits = having(findings, "structure.tied_parameters")
+    if not hits:
+        return None
+    return hits + downstream(findings, root_of(findings)) + [
+        f for f in findings if f.kind in ("structure.missing_parameter", "init.distribution")
+        and any(f.location.startswith(str(m)) for h in hits for m in h.evidence.get("reference_modules", []))]
+
+
+def _tied_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
+    hit = next((f for f in claimed if f.kind == "structure.tied_parameters"), None)
+    if hit is None:
+        return {}
+    ref = hit.evidence.get("reference_modules") or []
+    cand = hit.evidence.get("candidate_modules") or []
+    return {"reference_modules": " and ".join(map(str, ref)) or None,
+            "candidate_modules": " and ".join(map(str, cand)) or None,
+            "shared_module": str(cand[0]) if cand else None}
+
+
+RULES.append(Rule(
+    id="PP-TIED-PARAMETERS",
+    title="One module used twice where the original has two«: {candidate_modules}»",
+    severity=Severity.ERROR,
+    original_does="Has two modules with their own parameters«: {reference_modules}», trained separately.",
+    replica_does="Uses one module (the same parameter objects) for both«: {candidate_modules}»; the original's "
+                 "two weight sets cannot both be copied in, so one of the levels computes with the other's weights.",
+    effect="The levels computed by the second use differ from the original's and every level after them; in "
+           "training both uses pull the same weights, so the model has fewer parameters than the original's.",
+    fix="Give each use its own module (e.g. copy.deepcopy or a second constructor call) so each gets its own "
+        "weights.",
+    match=_tied, measure=_tied_measure, fix_action="untie", priority=21))
