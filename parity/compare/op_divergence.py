@@ -47,6 +47,11 @@ def _consumers(trace: Trace) -> dict[int, list[Op]]:
     return by_input
 
 
+# operations that read only their input's shape, dtype or device: no value flows through them
+SHAPE_ONLY = frozenset({"new_zeros", "new_ones", "new_empty", "new_full", "zeros_like", "ones_like", "empty_like",
+                        "full_like", "new_tensor"})
+
+
 def _descendants(trace: Trace, start: Op) -> set[int]:
     consumers = _consumers(trace)
     seen: set[int] = set()
@@ -54,7 +59,7 @@ def _descendants(trace: Trace, start: Op) -> set[int]:
     while frontier:
         op = frontier.pop()
         for nxt in consumers.get(op.output_id, ()) if op.output_id is not None else ():
-            if nxt.index not in seen and nxt.index > op.index:
+            if nxt.index not in seen and nxt.index > op.index and nxt.name not in SHAPE_ONLY:
                 seen.add(nxt.index)
                 frontier.append(nxt)
     return seen
@@ -95,8 +100,10 @@ def match_trace(reference: Trace, candidate: Trace, known: Iterable[Tensor]) -> 
             result.known_ids.add(op.output_id)
             continue
         found = index.find(out)
-        if found:
-            result.matched[op.index] = found[0]
+        if found and op.name not in SHAPE_ONLY and bool((out != out.flatten()[0]).any()):
+            result.matched[op.index] = found[0]  # a constant (all zeros, say) matches anything: not evidence
+            result.known_ids.add(op.output_id)
+        elif found:
             result.known_ids.add(op.output_id)
         elif not op.computes and all(i is None or i in result.known_ids for i in op.input_ids):
             result.known_ids.add(op.output_id)  # a rearrangement or selection of known values

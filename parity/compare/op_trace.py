@@ -26,6 +26,8 @@ _TORCH_DIR = str(Path(torch.__file__).resolve().parent)
 _OWN_DIR = str(Path(__file__).resolve().parents[1])  # percepiano_parity's stage folders
 _REPLICA_DIR = str(Path(__file__).resolve().parents[2] / "replica")
 _ADAPTER_DIR = str(Path(__file__).resolve().parents[2] / "original_adapter")
+# the self-test's deliberate mistakes are model code, not the tool's: their lines are call sites
+_MISTAKES = str(Path(__file__).resolve().parents[1] / "subjects" / "mistakes.py")
 # operations made here prepare the model's input, they are not the model's: never recorded
 _INPUT_FILES = (str(Path(__file__).resolve().parents[2] / "replica" / "batch.py"),)
 # calls that only read metadata or copy; never a computation worth naming
@@ -104,7 +106,7 @@ def call_site(skip_dirs: tuple[str, ...] = (_TORCH_DIR, _OWN_DIR, _ADAPTER_DIR))
     frame = sys._getframe(2)
     while frame is not None:
         path = frame.f_code.co_filename
-        if not path.startswith(skip_dirs) and not path.startswith("<frozen"):
+        if path == _MISTAKES or (not path.startswith(skip_dirs) and not path.startswith("<frozen")):
             return f"{path}:{frame.f_lineno}"
         frame = frame.f_back
     return "?"

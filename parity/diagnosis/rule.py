@@ -116,10 +116,26 @@ def _placeholder_positions(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def _outside_braces(text: str) -> list[bool]:
+    """For each character, whether it lies outside every {placeholder}."""
+    out, depth = [], 0
+    for ch in text:
+        if ch == "{":
+            depth += 1
+        out.append(depth == 0)
+        if ch == "}":
+            depth = max(0, depth - 1)
+    return out
+
+
 def _drop_around(text: str, at: int) -> str:
-    """Remove the innermost (...) around position `at`, else the clause around it."""
+    """Remove the innermost (...) around position `at`, else the clause around it (delimiters inside other
+    placeholders, such as a format spec's colon, do not count)."""
+    free = _outside_braces(text)
     depth, open_at = 0, -1
     for i in range(at - 1, -1, -1):
+        if not free[i]:
+            continue
         if text[i] == ")":
             depth += 1
         elif text[i] == "(":
@@ -128,12 +144,21 @@ def _drop_around(text: str, at: int) -> str:
                 break
             depth -= 1
     if open_at >= 0:
-        close = text.find(")", at)
+        depth, close = 0, -1
+        for i in range(at, len(text)):
+            if not free[i]:
+                continue
+            if text[i] == "(":
+                depth += 1
+            elif text[i] == ")":
+                if depth == 0:
+                    close = i
+                    break
+                depth -= 1
         if close > 0:
             return text[:open_at].rstrip() + text[close + 1:]
-    start = max(text.rfind(c, 0, at) for c in ",;:")
-    ends = [i for i in (text.find(c, at) for c in ",;.") if i >= 0]
-    end = min(ends) if ends else len(text)
+    start = max((i for i in range(at) if free[i] and text[i] in ",;:"), default=-1)
+    end = min((i for i in range(at, len(text)) if free[i] and text[i] in ",;."), default=len(text))
     if start < 0:
         return text[end + 1:].lstrip() if end < len(text) and text[end] in ",;" else text[end:]
     return text[:start] + text[end:]

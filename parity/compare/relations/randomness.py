@@ -17,10 +17,12 @@ from percepiano_parity.compare.value_match import relative_residual
 
 
 def random_in_eval(level: str, run: Callable[[], Any], logits_of: Callable[[Any], torch.Tensor],
-                   model: torch.nn.Module | None = None) -> Relation | None:
-    """None when two eval forwards agree bit for bit; else where the randomness comes from."""
+                   model: torch.nn.Module | None = None, outputs: tuple[Any, Any] | None = None) -> Relation | None:
+    """None when two eval forwards agree bit for bit; else where the randomness comes from. `outputs`: two
+    forwards already made."""
     with torch.no_grad():
-        first, second = logits_of(run()), logits_of(run())
+        first, second = (logits_of(o) for o in outputs) if outputs is not None else (logits_of(run()),
+                                                                                     logits_of(run()))
     if torch.equal(first, second):
         return None
     baseline = relative_residual(first, second)

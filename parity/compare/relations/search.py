@@ -10,7 +10,6 @@ LSTM gate order. The result is plain data: what was tested, each residual, the r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -64,37 +63,37 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
     """All relation tests at `level` on `batch` (see the module docstring); JSON-able."""
     tol = max(MIN_TOL, FLOOR_MULTIPLE * floor_rel)
     out: dict[str, Any] = {"level": level, "tolerance": tol, "tested": [], "holds": []}
-    if not callable(getattr(reference, "structure", None)):  # a recorded bundle replays its own batches only
+    bundle = callable(getattr(reference, "structure", None))  # a recorded bundle replays its own batches only
+    if not bundle:
         small = diagnosis_batch(batch)
         if small is not batch and _differs(level, reference, candidate, small, tol, teacher_forced):
             batch = small
     out["items"] = len(batch)
-    relations: list[Relation] = []
-
-    def run_candidate() -> Any:
-        return candidate.run(batch, grads=False)
-
-    noise = randomness.random_in_eval(level, run_candidate, lambda taps: taps.levels["logits"],
-                                      getattr(candidate, "model", None))
+    model = getattr(candidate, "model", None)
+    twice = (candidate.run(batch, grads=False), candidate.run(batch, grads=False))
+    noise = randomness.random_in_eval(level, lambda: candidate.run(batch, grads=False),
+                                      lambda taps: taps.levels["logits"], model, outputs=twice)
     if noise is not None:
         out["tested"].append(_row(noise))
         out["holds"].append(noise.to_dict())
         return out
-    ref_taps = reference.run(batch, grads=False)
-    cand_taps = run_candidate()
+    cand_taps = twice[1]
+    ref_trace: Trace | None = None
+    if bundle:
+        ref_taps = reference.run(batch, grads=False)
+    else:
+        with torch.no_grad(), tracing(reference.model, max_bytes=TRACE_BYTES) as ref_trace:
+            ref_taps = reference.run(batch, grads=False)
     ref_value = ref_taps.levels.get(level)
     if ref_value is None:
         out["note"] = f"the original does not record level {level}"
         return out
     deps = tuple(candidate.level_inputs(level)) if teacher_forced else ()
     inputs = {d: ref_taps.levels[d] for d in deps if d in ref_taps.levels}
-    if teacher_forced and len(inputs) == len(deps):
-        def run_level() -> Tensor:
-            return candidate.run_level(level, inputs, batch).float()
-        cand_value = run_level()
-    else:
-        run_level = None  # type: ignore[assignment]
-        cand_value = cand_taps.levels.get(level)
+    forced = teacher_forced and len(inputs) == len(deps)
+    with torch.no_grad(), tracing(model, max_bytes=TRACE_BYTES) as cand_trace:
+        cand_value = (candidate.run_level(level, inputs, batch).float() if forced
+                      else candidate.run(batch, grads=False).levels.get(level))
     if cand_value is None:
         out["note"] = f"the replica's level {level} could not be computed"
         return out
@@ -102,19 +101,19 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
                            else math.inf)
     lengths = _lengths(batch)
     ref32 = ref_value.float()
-    relations += [layout.feature_permutation(level, ref32, cand_value, tol),
-                  layout.item_permutation(level, ref32, cand_value, tol, lengths),
-                  layout.time_reversal(level, ref32, cand_value, tol, lengths)]
+    relations: list[Relation] = [layout.feature_permutation(level, ref32, cand_value, tol),
+                                 layout.item_permutation(level, ref32, cand_value, tol, lengths),
+                                 layout.time_reversal(level, ref32, cand_value, tol, lengths)]
     amap = ATTENTION_OF.get(level)
     if amap and amap in ref_taps.attention and amap in cand_taps.attention:
         r, c = ref_taps.attention[amap], cand_taps.attention[amap]
         relations += [softmax.normalisation_axis(level, r, c, tol), softmax.temperature(level, r, c, tol)]
-    if callable(getattr(reference, "structure", None)):
+    if ref_trace is None:
         out["op_note"] = "a recorded reference: the original's operations inside a level are not in the bundle"
     else:
-        relations += _operation_relations(level, reference, candidate, batch, inputs, run_level, tol, out)
-    if run_level is not None:
-        names = gates.lstm_like(candidate.model, _level_owner_modules(weight_map, level))
+        relations += _operation_relations(level, ref_trace, cand_trace, inputs, model, tol, out)
+    if forced:
+        names = gates.lstm_like(model, _level_owner_modules(weight_map, level))
         if names:
             relations += _gate_relations(level, reference, candidate, batch, names, tol)
     where = _level_module(candidate, level)
@@ -170,29 +169,14 @@ def _differs(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, 
             cand = candidate.run_level(level, {d: ref_taps.levels[d] for d in deps}, batch)
         else:
             cand = candidate.run(batch, grads=False).levels.get(level)
-        a, b = candidate.run(batch, grads=False).levels["logits"], candidate.run(batch, grads=False).levels["logits"]
     except Exception:  # noqa: BLE001 - the full batch is used instead
         return False
-    if not torch.equal(a, b):
-        return True
     return ref is not None and cand is not None and (ref.shape != cand.shape or relative_residual(ref, cand) > tol)
 
 
-def _operation_relations(level: str, reference: Any, candidate: Any, batch: CanonicalBatch,
-                         inputs: dict[str, Tensor], run_level: Callable[[], Tensor] | None, tol: float,
-                         out: dict[str, Any]) -> list[Relation]:
-    try:
-        with torch.no_grad(), tracing(reference.model, max_bytes=TRACE_BYTES) as ref_trace:
-            reference.run(batch, grads=False)
-        with torch.no_grad(), tracing(candidate.model, max_bytes=TRACE_BYTES) as cand_trace:
-            if run_level is not None:
-                run_level()
-            else:
-                candidate.run(batch, grads=False)
-    except Exception as exc:  # noqa: BLE001 - diagnosis is add-only: a trace that fails only loses evidence
-        out["op_note"] = f"operations could not be traced: {type(exc).__name__}: {exc}"[:200]
-        return []
-    known = list(inputs.values()) + [p for p in candidate.model.parameters()]
+def _operation_relations(level: str, ref_trace: Trace, cand_trace: Trace, inputs: dict[str, Tensor], model: Any,
+                         tol: float, out: dict[str, Any]) -> list[Relation]:
+    known = list(inputs.values()) + ([p for p in model.parameters()] if model is not None else [])
     matched = match_trace(ref_trace, cand_trace, known)
     div = first_divergent(ref_trace, cand_trace, known, matched)
     if div is None:
