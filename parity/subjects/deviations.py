@@ -251,6 +251,17 @@ DEVIATIONS: dict[str, Deviation] = {d.name: d for d in (
               "han-total", "PP-BOUNDARY-RULE", "beat_nodes", model_change=_semantics(boundary_rule="any_change")),
     Deviation("proper-final-mask", 26, "padding masked properly in the final pooling", "model", "han-total",
               "PP-PADDING-MASK-QUIRK", "pooled", model_change=_semantics(head_mask="length"), quirk=True),
+    Deviation("adam-eps-1e-7", 27, "Adam eps 1e-7 instead of its default 1e-8", "recipe", "han-total", "PP-ADAM-EPS",
+              recipe_change=lambda r: r.with_(eps=1e-7)),
+    Deviation("loss-sum-reduction", 28, "MSE summed over the batch instead of averaged", "recipe", "han-total",
+              "PP-LOSS-REDUCTION", recipe_change=lambda r: r.with_(loss_reduction="sum")),
+    Deviation("clip-by-value", 29, "gradients clipped by value (2.0) instead of by norm", "recipe", "han-total",
+              "PP-GRAD-CLIP-ALGORITHM", recipe_change=lambda r: r.with_(grad_clip_algorithm="value")),
+    Deviation("accumulate-2", 30, "gradients accumulated over 2 batches per optimizer step", "recipe", "han-total",
+              "PP-ACCUMULATION", recipe_change=lambda r: r.with_(accumulate_grad_batches=2)),
+    Deviation("checkpoint-best-r2", 31, "the checkpoint with the best validation R2 kept, not the lowest loss",
+              "recipe", "han-total", "PP-MODEL-SELECTION",
+              recipe_change=lambda r: r.with_(checkpoint_criterion="valid_r2", checkpoint_mode="max")),
 )}
 
 
