@@ -108,7 +108,8 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
     candidate = resolve_candidate(options, reference.variant, reference.config, reference.seed)
     comparison = compare(reference, candidate, batches, options, inputs, progress)
     log.step("training checks")
-    training = training_checks(options, reference, candidate, reference.variant, reference.config, reference.seed)
+    training = training_checks(options, reference, candidate, reference.variant, reference.config, reference.seed,
+                               comparison.overrides)
     log.step("diagnosis")
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
                           extra_explanations_context=_diagnosis_context(reference))

@@ -70,7 +70,7 @@ def _jsonable(value: Any) -> Any:
 def _severity(key: str, original: dict[str, Any], replica: dict[str, Any]) -> Severity:
     if key == "seed":
         return Severity.INFO
-    if key in ("epochs", "validation"):
+    if key in ("epochs", "validation", "early_stopping"):
         return Severity.WARNING
     if key in ("slice_length", "slices_regenerated_each_epoch"):
         lengths = [v for v in (original.get("slice_length"), replica.get("slice_length")) if isinstance(v, int)]
@@ -103,13 +103,12 @@ def compare(original: OriginalRecipe, candidate: CandidateRecipe) -> CheckResult
     findings: list[Finding] = []
     rows: list[dict[str, Any]] = []
     orig, repl = original.values, candidate.values
-    no_scheduler = orig.get("scheduler") == "none" or repl.get("scheduler") == "none"
     for key in KEYS:
         o, r = orig.get(key), repl.get(key)
         source = original.sources.get(key, "")
         if key not in candidate.known:
             status = "unknown"
-        elif key in _SCHEDULER_KEYS and no_scheduler:
+        elif _not_applicable(key, orig, repl):
             status = "n/a"
         elif key == "label_file":
             same_file = _label_files_equal(original, r)
@@ -117,7 +116,7 @@ def compare(original: OriginalRecipe, candidate: CandidateRecipe) -> CheckResult
         else:
             status = "match" if _same(o, r) else "mismatch"
         rows.append({"key": key, "original": _jsonable(o), "replica": _jsonable(r), "status": status,
-                     "source": source})
+                     "source": source, "replica_source": candidate.sources.get(key, "")})
         if status != "mismatch":
             continue
         severity = _severity(key, orig, repl)
@@ -125,15 +124,17 @@ def compare(original: OriginalRecipe, candidate: CandidateRecipe) -> CheckResult
         findings.append(Finding(
             CHECK, KIND, key, severity,
             f"recipe {key} differs: original {o!r}, replica {r!r}" + (f" ({note})" if note else ""),
-            metrics={"original": _jsonable(o), "replica": _jsonable(r)},
+            metrics={"original": _jsonable(o), "replica": _jsonable(r), **_key_metrics(key, candidate)},
             evidence={"original": _jsonable(o), "replica": _jsonable(r), "source": source,
-                      "replica_source": candidate.description}))
+                      "replica_source": candidate.sources.get(key) or candidate.description,
+                      **_key_evidence(key, candidate)}))
     if "update_order" in original.extra:
         mine = REPLICA_UPDATE_ORDER if candidate.description == "replica Recipe" else None
         rows.append({"key": "update_order", "original": original.extra["update_order"], "replica": mine,
                      "status": "info" if mine is None else ("match" if mine == original.extra["update_order"]
                                                             else "differs"),
                      "source": f"{TRAIN} def train_step"})
+    unknown = [r["key"] for r in rows if r["status"] == "unknown"]
     findings.append(Finding(
         CHECK, "recipe.reference", "original", Severity.INFO,
         ("original recipe read from the checkout" if original.mode == "checkout"
@@ -142,9 +143,45 @@ def compare(original: OriginalRecipe, candidate: CandidateRecipe) -> CheckResult
         metrics={"keys": len(KEYS), "mismatches": sum(1 for r in rows if r["status"] == "mismatch"),
                  "unknown": sum(1 for r in rows if r["status"] == "unknown")},
         evidence={"source": original.mode if original.mode == "recorded" else str(original.root),
-                  "notes": original.notes, "replica": candidate.description}))
+                  "notes": original.notes, "replica": candidate.description, "replica_notes": candidate.notes,
+                  "unknown": unknown, **({"unknown_hint": UNKNOWN_HINT} if unknown else {})}))
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     return CheckResult(CHECK, status, findings, tables={"recipe": rows})
+
+
+UNKNOWN_HINT = ("keys the replica's objects cannot tell: give its adapter a `trainer` (a Lightning Trainer or "
+               "its keyword arguments) for clipping, precision, accumulation, epochs and model selection, and a "
+               "`recipe(model)` returning a replica.recipe.Recipe for the rest (docs/user_replica.md)")
+
+
+def _not_applicable(key: str, orig: dict[str, Any], repl: dict[str, Any]) -> bool:
+    """Keys that mean nothing on one side: scheduler settings without a scheduler, the clipping algorithm
+    without clipping, the checkpoint mode without a monitored metric."""
+    if key in _SCHEDULER_KEYS:
+        return orig.get("scheduler") == "none" or repl.get("scheduler") == "none"
+    if key == "grad_clip_algorithm":
+        return orig.get("grad_clip") is None or repl.get("grad_clip") is None
+    if key == "checkpoint_mode":
+        return "none" in (orig.get(key), repl.get(key))
+    return False
+
+
+def _key_evidence(key: str, candidate: CandidateRecipe) -> dict[str, Any]:
+    """What was measured behind a key: the loss relation that holds (or the closest), with its figures."""
+    reading = candidate.loss_reading
+    if key in ("loss", "loss_reduction") and reading is not None and reading.error is None:
+        return {"loss_reading": reading.to_dict()}
+    return {}
+
+
+def _key_metrics(key: str, candidate: CandidateRecipe) -> dict[str, Any]:
+    """Measured figures behind a key: the replica's loss over the original's on the same logits, the batch's
+    element count (items x labels) and the residual of the relation."""
+    reading = candidate.loss_reading
+    if key in ("loss", "loss_reduction") and reading is not None and reading.error is None:
+        return {"loss_ratio": reading.ratio, "loss_elements": reading.elements, "loss_items": reading.items,
+                "loss_labels": reading.labels, "relation_residual": reading.residual}
+    return {}
 
 
 def _same_path(a: Any, b: Any) -> bool:

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +65,16 @@ class OriginalRecipe:
         return ORIGINAL_RECIPE.with_(**fields)
 
 
-def recorded_recipe() -> OriginalRecipe:
-    values = ORIGINAL_RECIPE.to_dict()
+def recipe_values(recipe: Recipe) -> dict[str, Any]:
+    """A Recipe as the recipe check's values: its fields (betas as a tuple) and the weight-decay coupling."""
+    values = recipe.to_dict()
     values["betas"] = tuple(values["betas"])
+    values["weight_decay_coupling"] = recipe.weight_decay_coupling
+    return values
+
+
+def recorded_recipe() -> OriginalRecipe:
+    values = recipe_values(ORIGINAL_RECIPE)
     return OriginalRecipe(values, {k: f"recorded: {SOURCES.get(k, 'replica.recipe.ORIGINAL_RECIPE')}" for k in values},
                           "recorded", notes=["no checkout: compared against the recorded recipe "
                                              "(replica.recipe.ORIGINAL_RECIPE and SOURCES)"])
@@ -122,15 +131,30 @@ def original_recipe(source: Any, variant: str) -> OriginalRecipe:
     from_fact("optimizer", "optimizer")
     call = facts.get("optimizer_call")
     opt_class = values.get("optimizer")
-    for key in ("lr", "weight_decay", "betas", "eps"):
-        ref = _kwarg_source(call.value, key) if call else None
+    given = _call_keywords(call.value) if call else {}
+    convert: dict[str, Callable[[Any], Any]] = {"lr": float, "weight_decay": float, "eps": float, "amsgrad": bool,
+                                                "decoupled_weight_decay": bool, "betas": tuple}
+    for key in ("lr", "weight_decay", "betas", "eps", "amsgrad", "decoupled_weight_decay"):
+        ref = given.get(key)
         if ref and ref.startswith("args."):
-            from_arg(key, ref[5:], float, prefix=f"{call.source} ({key}={ref})")
-        elif ref is None and opt_class and hasattr(torch.optim, opt_class):
+            from_arg(key, ref[5:], convert[key], prefix=f"{call.source} ({key}={ref})")
+        elif ref is not None:
+            try:
+                values[key], sources[key] = convert[key](ast.literal_eval(ref)), f"{call.source} ({key}={ref})"
+            except (ValueError, SyntaxError, TypeError):
+                notes.append(f"{key}={ref} in the optimizer call is not a literal: not read")
+        elif opt_class and hasattr(torch.optim, opt_class):
             default = inspect.signature(getattr(torch.optim, opt_class)).parameters.get(key)
             if default is not None and default.default is not inspect.Parameter.empty:
                 values[key] = tuple(default.default) if key == "betas" else default.default
                 sources[key] = f"{call.source if call else TRAIN} (not passed: torch.optim.{opt_class} default)"
+    if opt_class:
+        decoupled = opt_class == "AdamW" or bool(values.pop("decoupled_weight_decay", False))
+        values["weight_decay_coupling"] = "decoupled" if decoupled else "l2"
+        sources["weight_decay_coupling"] = (
+            f"{sources.get('optimizer', TRAIN)}: " + ("weight decay decoupled from the adaptive step" if decoupled
+                                                      else "weight decay added to the gradient (L2), not decoupled"))
+    sources.pop("decoupled_weight_decay", None)
     from_fact("scheduler", "scheduler")
     sched_call = facts.get("scheduler_call")
     for key, kw in (("scheduler_step_size", "step_size"), ("scheduler_gamma", "gamma")):
@@ -147,14 +171,19 @@ def original_recipe(source: Any, variant: str) -> OriginalRecipe:
                 values["grad_clip"], sources["grad_clip"] = float(ref), facts["clip"].source
             except ValueError:
                 pass
+        from_fact("grad_clip_algorithm", "clip_algorithm")
     else:
         values["grad_clip"], sources["grad_clip"] = None, f"{TRAIN}: no clip_grad_norm_ in train_step"
+    from_fact("accumulate_grad_batches", "accumulate_grad_batches")
     from_arg("batch_size", "batch_size", int)
     from_arg("epochs", "num_epochs", int)
     from_fact("precision", "precision")
     loss_kind = _loss_kind(facts, plain, variant)
     if loss_kind:
         values["loss"], sources["loss"] = loss_kind
+    reduction = _loss_reduction(facts, plain)
+    if reduction:
+        values["loss_reduction"], sources["loss_reduction"] = reduction
     from_fact("r2_average", "r2_average")
     if "no_augment" in args:
         values["key_augmentation"] = not bool(args["no_augment"].value)
@@ -163,6 +192,8 @@ def original_recipe(source: Any, variant: str) -> OriginalRecipe:
     from_fact("slices_regenerated_each_epoch", "slices_regenerated_each_epoch")
     from_fact("validation", "validation")
     from_fact("checkpoint_criterion", "checkpoint_criterion")
+    from_fact("checkpoint_mode", "checkpoint_mode")
+    from_fact("early_stopping", "early_stopping")
     if "label_file_path" in args:
         given = args["label_file_path"].value
         intended = facts.get("label_file_intended")
@@ -176,7 +207,7 @@ def original_recipe(source: Any, variant: str) -> OriginalRecipe:
     extra = {k: facts[k].value for k in ("update_order", "valid_loss_divisor") if k in facts}
     for key in KEYS:
         if key not in values:
-            values[key] = ORIGINAL_RECIPE.to_dict().get(key)
+            values[key] = recipe_values(ORIGINAL_RECIPE).get(key)
             sources[key] = f"recorded: {SOURCES.get(key, '')} (not found in the checkout)"
             notes.append(f"{key}: not found in the checkout, recorded value used")
     return OriginalRecipe(values, sources, "checkout", root=root, notes=notes, extra=extra)
@@ -199,6 +230,29 @@ def _loss_kind(facts: dict[str, LoopFact], args: dict[str, Any], variant: str) -
     return kind, f"{call.source}; criterion {criterion or 'MSELoss (assumed)'} at {where or MAIN}"
 
 
+def _loss_reduction(facts: dict[str, LoopFact], args: dict[str, Any]) -> tuple[str, str] | None:
+    """The reduction of the criterion __main__ builds for these arguments (torch's default "mean")."""
+    for key in sorted(k for k in facts if k.startswith("criterion_")):
+        condition, cls = facts[key].value
+        if _evaluate_condition(condition, args):
+            found = re.search(r"reduction\s*=\s*['\"](\w+)['\"]", cls)
+            return (found.group(1) if found else "mean"), (
+                f"{facts[key].source}" + ("" if found else " (torch's default reduction 'mean')"))
+    return None
+
+
+def _call_keywords(call: str) -> dict[str, str]:
+    """keyword -> source text of the first call in a statement (`x = th.optim.Adam(..., lr=args.lr)`)."""
+    try:
+        tree = ast.parse(call.strip())
+    except SyntaxError:
+        return {m.group(1): m.group(2).strip() for m in re.finditer(r"\b(\w+)\s*=\s*([^,()]+)", call)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.keywords:
+            return {k.arg: ast.unparse(k.value) for k in node.keywords if k.arg}
+    return {}
+
+
 def from_bundle(bundle: Any) -> OriginalRecipe | None:
     """The recipe a reference bundle recorded from the checkout (None when it recorded none)."""
     recorded = getattr(bundle, "recipe", None)
@@ -207,8 +261,15 @@ def from_bundle(bundle: Any) -> OriginalRecipe | None:
     values = dict(recorded["values"])
     if isinstance(values.get("betas"), list):
         values["betas"] = tuple(values["betas"])
-    notes = list(recorded.get("notes", [])) + [
+    sources = dict(recorded.get("sources", {}))
+    later = [k for k in KEYS if k not in values]  # keys this version reads that the bundle did not record
+    recorded_values = recorded_recipe()
+    for key in later:
+        values[key] = recorded_values.values.get(key)
+        sources[key] = recorded_values.sources.get(key, "")
+    notes = list(recorded.get("notes", [])) + ([f"not in the bundle, recorded values used: {', '.join(later)}"]
+                                               if later else []) + [
         f"read from the checkout ({recorded.get('mode')}) at recording time, revision "
         f"{bundle.manifest.get('original', {}).get('revision', '?')}; replayed from the bundle {bundle.path}"]
-    return OriginalRecipe(values, dict(recorded.get("sources", {})), "recorded", notes=notes,
+    return OriginalRecipe(values, sources, "recorded", notes=notes,
                           extra=dict(recorded.get("extra", {})))

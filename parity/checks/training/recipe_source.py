@@ -36,10 +36,11 @@ LONGEST_SEGMENT = 413  # most note-ons in one PercePiano performance MIDI (facts
 
 
 KEYS: tuple[str, ...] = (
-    "optimizer", "lr", "weight_decay", "betas", "eps", "scheduler", "scheduler_step_size", "scheduler_gamma",
-    "scheduler_interval", "grad_clip", "batch_size", "epochs", "precision", "loss", "r2_average",
+    "optimizer", "lr", "weight_decay", "weight_decay_coupling", "betas", "eps", "amsgrad", "scheduler",
+    "scheduler_step_size", "scheduler_gamma", "scheduler_interval", "grad_clip", "grad_clip_algorithm",
+    "accumulate_grad_batches", "batch_size", "epochs", "precision", "loss", "loss_reduction", "r2_average",
     "key_augmentation", "slice_length", "slices_regenerated_each_epoch", "validation", "checkpoint_criterion",
-    "label_file", "seed",
+    "checkpoint_mode", "early_stopping", "label_file", "seed",
 )
 
 
@@ -259,9 +260,16 @@ def read_loop_facts(code_dir: str | Path, root: str | Path) -> tuple[dict[str, L
         order.sort()
         facts["update_order"] = LoopFact(", ".join(label for _, label in order),
                                          f"{rel}:{step_fn.lineno}-{step_fn.end_lineno} def train_step")
-        if hits := _find(lines, r"clip_grad_norm_\(\s*([^,]+),\s*([^)]+)\)", step_fn.lineno, step_fn.end_lineno):
+        if hits := _find(lines, r"clip_grad_(norm|value)_\(\s*([^,]+),\s*([^)]+)\)", step_fn.lineno,
+                         step_fn.end_lineno):
             number, m = hits[0]
-            facts["clip"] = LoopFact(m.group(2).strip(), ev(number))
+            facts["clip"] = LoopFact(m.group(3).strip(), ev(number))
+            facts["clip_algorithm"] = LoopFact(m.group(1), ev(number))
+        if hits := _find(lines, r"optimizer\.step\(", step_fn.lineno, step_fn.end_lineno):
+            per_batch = train_fn is not None and _called_in_loader_loop(train_fn, "train_step")
+            if per_batch and not _under_any_if(step_fn, hits[0][0]):
+                facts["accumulate_grad_batches"] = LoopFact(
+                    1, ev(hits[0][0]) + " (unconditional in train_step, which runs once per batch)")
         if hits := _find(lines, r"scheduler\.step\(", step_fn.lineno, step_fn.end_lineno):
             number, _ = hits[0]
             per_batch = train_fn is not None and _called_in_loader_loop(train_fn, "train_step")
@@ -300,6 +308,14 @@ def read_loop_facts(code_dir: str | Path, root: str | Path) -> tuple[dict[str, L
         number, m = hits[0]
         crit = "valid_loss" if "loss" in m.group(1) else ("valid_r2" if "r2" in m.group(1).lower() else m.group(1))
         facts["checkpoint_criterion"] = LoopFact(crit, ev(number))
+        facts["checkpoint_mode"] = LoopFact("min" if m.group(2) == "<" else "max", ev(number))
+    stops = _find(lines, r"patience|early_?stop", *span)
+    epochs = _find(lines, r"for\s+epoch\s+in\b", *span)
+    if stops:
+        facts["early_stopping"] = LoopFact("see source", ev(stops[0][0]))
+    elif epochs:
+        facts["early_stopping"] = LoopFact("none", ev(epochs[0][0]) + " (every epoch runs: no patience or "
+                                                                     "early stop in train())")
     precision_hits = _find(lines, r"autocast|\.half\(\)|bfloat16|float16|GradScaler")
     facts["precision"] = LoopFact(
         "fp32" if not precision_hits else "mixed",
@@ -335,6 +351,12 @@ def _called_in_loader_loop(fn: ast.FunctionDef, callee: str) -> bool:
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == callee:
                     return True
     return False
+
+
+def _under_any_if(fn: ast.FunctionDef, line: int) -> bool:
+    """Whether `line` sits inside any `if` block of fn."""
+    return any(isinstance(node, ast.If) and node.lineno < line <= (node.end_lineno or node.lineno)
+               for node in ast.walk(fn))
 
 
 def _under_if(fn: ast.FunctionDef, line: int, attr: str) -> bool:

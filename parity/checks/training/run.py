@@ -17,7 +17,7 @@ TRAINING_CHECKS = ("recipe", "trajectory", "data")
 
 
 def training_checks(options: CheckOptions, reference: Reference, candidate: Candidate, variant: str,
-                    config: ModelConfig, seed: int) -> list[CheckResult]:
+                    config: ModelConfig, seed: int, overrides: dict[str, str] | None = None) -> list[CheckResult]:
     """Recipe, trajectory and data checks through checks.training, or skipped results that say why.
 
     With a live original they read its checkout and run its training step; with a bundle (or the test hook)
@@ -35,7 +35,8 @@ def training_checks(options: CheckOptions, reference: Reference, candidate: Cand
     original = reference.original
     try:
         results = checks_for(original, candidate.recipe, variant, config, seed, original=original,
-                             candidate_model=candidate.subject.model)
+                             candidate_model=candidate.subject.model, adapter=candidate.adapter,
+                             overrides=overrides)
     except original_adapter.OriginalLoadError as exc:
         raise UsageError(f"original: {exc}") from None
     except UsageError:

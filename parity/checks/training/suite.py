@@ -38,7 +38,8 @@ def _guarded(check_id: str, run: Any) -> CheckResult:
 def checks_for(reference_recipe_source: Any, candidate_recipe: Any, variant: str, config: ModelConfig | None,
                seed: int, *, original: Any = None, candidate_model: nn.Module | None = None,
                probe: trajectory.Probe | None = None, data_counts: dict[str, int] | None = None,
-               data_reference_path: str | Path | None = None) -> list[CheckResult]:
+               data_reference_path: str | Path | None = None, adapter: Any = None,
+               overrides: dict[str, str] | None = None) -> list[CheckResult]:
     """The recipe, trajectory and data check results for one variant.
 
     reference_recipe_source: an `original_adapter` Original (or a checkout path) to read the original's recipe
@@ -53,18 +54,21 @@ def checks_for(reference_recipe_source: Any, candidate_recipe: Any, variant: str
     candidate_model: the model to step on the candidate side (default: the faithful replica of `variant`).
     probe, data_counts, data_reference_path: trajectory probe settings, numbers of data-op cases, and a recorded
         data-op reference other than the packaged one (e.g. a bundle's data_ops.json).
+    adapter: the candidate's adapter (its forward, loss, training_batch and trainer are read; see
+        docs/user_replica.md); overrides: the audit's weight-map overrides (reference name -> candidate name).
     """
     original_side = recipe_check.original_recipe(reference_recipe_source, variant)
-    candidate_side = _guarded_read(candidate_recipe)
-    reference_recipe = original_side.as_recipe()
     config = getattr(candidate_model, "config", None) or config or SMALL_CONFIG
+    probe = probe or trajectory.Probe()
+    candidate_side = _guarded_read(candidate_recipe, candidate_model, adapter, probe, config)
+    reference_recipe = original_side.as_recipe()
     results = [
         _guarded("recipe", lambda: recipe_check.compare(original_side, candidate_side)
                  if not isinstance(candidate_side, Exception) else _raise(candidate_side)),
         _guarded("trajectory", lambda: trajectory.run(
             candidate_side if not isinstance(candidate_side, Exception) else _raise(candidate_side), variant,
             config, seed, original=original, reference_recipe=reference_recipe, candidate_model=candidate_model,
-            probe=probe)),
+            probe=probe, adapter=adapter, overrides=overrides)),
         _guarded("data", lambda: data_check.run(
             candidate_recipe, variant=variant, original=original, reference_recipe=reference_recipe,
             counts=data_counts, reference_path=data_reference_path)),
@@ -72,9 +76,17 @@ def checks_for(reference_recipe_source: Any, candidate_recipe: Any, variant: str
     return results
 
 
-def _guarded_read(candidate: Any) -> Any:
+def _guarded_read(candidate: Any, model: nn.Module | None, adapter: Any, probe: trajectory.Probe,
+                  config: ModelConfig) -> Any:
+    """The candidate's recipe (with the model: its trainer, hparams and its loss measured on the first two
+    probe batches), or the exception that stopped the reading."""
     try:
-        return recipe_check.read_candidate(candidate)
+        inputs = []
+        if model is not None:
+            from percepiano_parity.checks.training.calling import model_input
+
+            inputs = [model_input(model, b) for b in trajectory.probe_batches(probe, config)[:2]]
+        return recipe_check.read_candidate(candidate, model=model, adapter=adapter, inputs=inputs)
     except Exception as exc:
         return exc
 

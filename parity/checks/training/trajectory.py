@@ -6,21 +6,28 @@ What each side runs
   `train_m2pf.train_step` (forward + loss in `get_batch_result`, zero_grad, backward, `clip_grad_norm_`,
   `optimizer.step()`, `scheduler.step()`), with the optimizer and scheduler its `train()` builds, configured
   from the original's effective recipe. Without the original: the faithful replica with `ORIGINAL_RECIPE`.
-* candidate: the candidate model with its own recipe through `replica.recipe.train_step` (its optimizer,
-  scheduler and interval, clip value and loss).
+* candidate: a private copy of the candidate model stepped by `replica.recipe.train_step` with its own recipe
+  (its optimizer and scheduler, rebuilt from its configure_optimizers or objects; its clip value and
+  algorithm, accumulation, interval) and its own loss (its `training_step` or its adapter's `loss`, when the
+  recipe check read one; else the recipe's), called only through `calling` (the adapter's forward).
 
-Both sides start from the reference's weights (copied through the weight map) and get the same batches
-(`batches.synthetic.generate_batches`, reference in the original's FeatureCollate, candidate in
-`replica.batch.collate`). Measurements are taken the same way on both sides, by observation: the loss, the
-gradient norm before clipping (post-accumulate-grad hooks, i.e. right after backward), the gradient norm
-after clipping and the learning rate (an optimizer step pre-hook), and the parameter drift
-||theta_t - theta_0|| after each step; at the end the greatest |difference| between mapped parameters.
+Both sides start from the reference's weights (copied through the weight map, with the audit's overrides) and
+get the same batches (`batches.probe`: items of pairwise different lengths, so length-dependent mistakes show),
+reference in the original's FeatureCollate, candidate in `replica.batch.collate`. Measurements are taken the
+same way on both sides, by observation: the loss, the gradient norm before clipping (post-accumulate-grad
+hooks, i.e. right after backward), the gradient norm after clipping and the learning rate (an optimizer step
+pre-hook), and the parameter drift ||theta_t - theta_0|| after each step; at the end the greatest |difference|
+between mapped parameters. Before training, both sides' eval-mode sigmoid outputs on the first batch are
+compared: every finding carries `forward_differs` / `forward_max_abs`, so a trajectory difference that follows
+from a forward difference can be told from one the recipe causes.
 
-Dropout: disabled on both sides by setting every Dropout's p and every LSTM's inter-layer dropout to 0 on
-private deep copies, in train mode. Not eval(): the training code path stays the one that runs. Dropout has to
-go because the replica's voice LSTM runs all voices in one batched call (replica/voices.py) while the original
-loops over voices and feeds dummy rows, so the two consume the dropout RNG differently and their masks could
-never match, even from the same seed.
+Randomness: switched off on both sides, in train mode on private copies (not eval(): the training code path
+stays the one that runs): every Dropout's p and every RNN's inter-layer dropout set to 0, and dropout in any
+other form (`nn.functional.dropout` inside a hand-written cell, `torch.dropout`) made the identity while a
+side runs (`calling.no_randomness`). Dropout has to go because the replica's voice LSTM runs all voices in one
+batched call (replica/voices.py) while the original loops over voices and feeds dummy rows, so the two consume
+the dropout RNG differently and their masks could never match, even from the same seed. Randomness left after
+that (two training-mode calls with different seeds differ) is reported as `trajectory.randomness`.
 
 The probe (explicit and applied identically to both sides; recorded in every finding's evidence)
 -------------------------------------------------------------------------------------------------------
@@ -36,8 +43,9 @@ reaches a clip of 2. So both sides run with:
   g0 / (2 * reference clip)); a different clip value keeps its ratio and shows in the after-clip norm.
 
 Tolerances: float32, relative 1e-5 on loss, gradient norms, lr and drift norms (absolute 1e-12 for zeros);
-final per-parameter difference up to 1e-3 x the first lr (the faithful replica against the original: 2.3e-10,
-about 1e-5 x lr).
+final per-parameter difference up to 1e-3 x the first lr (the faithful replica against the original on the
+unequal-length probe: 4.7e-10, about 2e-5 x lr); eval-mode sigmoid outputs before training differ when above
+FORWARD_TOLERANCE (the faithful replica against the original: 6e-8).
 """
 
 from __future__ import annotations
@@ -50,10 +58,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from percepiano_parity.batches.synthetic import generate_batches
+from percepiano_parity.batches.probe import unequal_length_batches
+from percepiano_parity.checks.training.calling import model_input, residual_randomness
+from percepiano_parity.checks.training.recipe_candidate import CandidateRecipe
+from percepiano_parity.checks.training.trajectory_optim import OptimSpec
 from percepiano_parity.checks.training.trajectory_sides import (
     SERIES,
-    OptimSpec,
     OriginalSide,
     Probe,
     ReplicaSide,
@@ -77,6 +87,10 @@ CHECK = "trajectory"
 # (Adam moves every weight by about lr per step; float32 noise between the original and a faithful replica
 # stays around 1e-5 of that)
 PARAM_TOLERANCE = 1e-3
+# eval-mode sigmoid outputs at step 0 with identical weights: the forward differs above this (the faithful
+# replica and the original agree to ~1e-7; float32 LSTM stacks differ by ~1e-6 relative between equivalent
+# evaluation orders)
+FORWARD_TOLERANCE = 1e-5
 KIND_OF = {"loss": "trajectory.loss", "grad_norm_before_clip": "trajectory.grad_norm",
            "grad_norm_after_clip": "trajectory.grad_norm", "lr": "trajectory.lr", "drift": "trajectory.drift"}
 
@@ -115,8 +129,9 @@ class ReferenceRun:
 
 
 def probe_batches(probe: Probe, config: ModelConfig) -> list[CanonicalBatch]:
-    return generate_batches(probe.steps, probe.batch_seed, batch_size=probe.batch_size, config=config,
-                            max_notes=probe.max_notes, include_edge_cases=False)
+    """One batch per step, its items of pairwise different lengths (batches.probe)."""
+    return unequal_length_batches(probe.steps, probe.batch_seed, batch_size=probe.batch_size, config=config,
+                                  max_notes=probe.max_notes)
 
 
 def reference_run(variant: str, config: ModelConfig | None = None, seed: int = 7, *, original: Any = None,
@@ -148,16 +163,29 @@ def _reference_run(variant: str, config: ModelConfig | None, seed: int, original
 
 
 def candidate_run(ref: ReferenceRun, candidate: Any = None, candidate_model: nn.Module | None = None,
-                  seed: int = 7) -> tuple[Trajectory, dict[str, Any]]:
-    """Run the candidate side from the reference's start weights on the reference's batches."""
+                  seed: int = 7, *, adapter: Any = None, overrides: dict[str, str] | None = None
+                  ) -> tuple[Trajectory, dict[str, Any]]:
+    """Run the candidate side from the reference's start weights on the reference's batches: called through
+    `adapter`'s forward, with its own loss when the recipe check read one (CandidateRecipe.loss); weights
+    paired by `compare.mapping.map_weights` with the audit's `overrides`."""
     model = copy.deepcopy(candidate_model) if candidate_model is not None else build(ref.variant, ref.config, seed=seed)
-    wm = map_weights(ref.start_model, model)
+    wm = map_weights(ref.start_model, model, overrides=overrides)
     copy_weights(ref.start_model, model, wm)
-    spec = spec_of(candidate if candidate is not None else ORIGINAL_RECIPE)
-    side = ReplicaSide("candidate", model, spec, f"candidate {type(model).__name__} via replica.recipe.train_step")
+    spec: OptimSpec = spec_of(candidate if candidate is not None else ORIGINAL_RECIPE)
+    if candidate_model is not None:
+        spec.param_names = {id(p): n for n, p in candidate_model.named_parameters()}
+    loss = candidate.loss if isinstance(candidate, CandidateRecipe) else None
+    description = f"candidate {type(model).__name__} via replica.recipe.train_step" + (
+        f" with its own loss ({loss.source})" if loss is not None else "")
+    side = ReplicaSide("candidate", model, spec, description, adapter=adapter, loss=loss)
+    try:
+        randomness = residual_randomness(model, adapter, model_input(model, ref.batches[0]), loss)
+    except Exception:  # noqa: BLE001 - a candidate that cannot run shows in its trajectory's error
+        randomness = 0.0
     traj = side.run(ref.batches, ref.probe, ref.clip_scale)
     mapping = {"mapped": len(wm.pairs), "unmatched_reference": wm.unmatched_reference[:10],
-               "unmatched_candidate": wm.unmatched_candidate[:10], "pairs": wm.pairs}
+               "unmatched_candidate": wm.unmatched_candidate[:10], "pairs": wm.pairs,
+               "residual_randomness": randomness}
     return traj, mapping
 
 
@@ -182,9 +210,21 @@ def compare(ref: ReferenceRun, cand: Trajectory, mapping: dict[str, Any] | None 
             b = cand.series[key][i] if i < len(cand.series[key]) else None
             row[f"{key}_reference"], row[f"{key}_candidate"] = a, b
         rows.append(row)
+    forward_flags = _forward_flags(rt, cand)
+    randomness = float((mapping or {}).get("residual_randomness") or 0.0)
     evidence_common = {"probe": probe.to_dict(), "clip_scale": ref.clip_scale,
+                       "probe_lengths": [[len(s.beat) for s in b.segments] for b in ref.batches],
                        "reference": {"description": rt.description, "settings": rt.settings},
-                       "candidate": {"description": cand.description, "settings": cand.settings}}
+                       "candidate": {"description": cand.description, "settings": cand.settings},
+                       **forward_flags, "candidate_random": randomness > 0}
+    if randomness > 0:
+        findings.append(Finding(
+            CHECK, "trajectory.randomness", "candidate", Severity.WARNING,
+            f"the candidate's training-mode output still changes between two calls with different seeds (by up "
+            f"to {randomness:.3g} of its magnitude) after every dropout was switched off (nn.Dropout, RNN "
+            "dropout, functional dropout): randomness the tool cannot switch off is active, and its trajectory "
+            "differences may come from it",
+            metrics={"max_rel": randomness, **forward_flags}, evidence=evidence_common))
     for side in (rt, cand):
         if side.error:
             findings.append(Finding(CHECK, "trajectory.error", side.name, Severity.ERROR,
@@ -207,7 +247,7 @@ def compare(ref: ReferenceRun, cand: Trajectory, mapping: dict[str, Any] | None 
             CHECK, kind, "steps", Severity.ERROR,
             f"{' and '.join(names)} differ from step {first} on: greatest relative difference {worst:.3g} "
             f"(up to {probe.rtol:g} allowed) over {probe.steps} steps",
-            metrics={"first_differing_step": first, "max_rel_diff": worst, "series": names},
+            metrics={"first_differing_step": first, "max_rel_diff": worst, "series": names, **forward_flags},
             evidence={**evidence_common, "series": series}))
     max_abs, where = _final_difference(rt.final_state, cand.final_state, (mapping or {}).get("pairs"))
     lr0 = rt.series["lr"][0] if rt.series["lr"] else 0.0
@@ -216,11 +256,11 @@ def compare(ref: ReferenceRun, cand: Trajectory, mapping: dict[str, Any] | None 
             CHECK, "trajectory.drift", "steps", Severity.ERROR,
             f"final parameters differ by up to {max_abs:.3g} at {where} although the drift norms agree "
             f"(up to {PARAM_TOLERANCE:g} x lr = {PARAM_TOLERANCE * lr0:.3g} allowed)",
-            metrics={"first_differing_step": probe.steps - 1, "max_rel_diff": max_abs / lr0,
-                     "final_max_abs_param_diff": max_abs},
+            metrics={"first_differing_step": _first_drift_step(rt, cand, probe), "max_rel_diff": max_abs / lr0,
+                     "final_max_abs_param_diff": max_abs, **forward_flags},
             evidence={**evidence_common, "series": {"drift": {"reference": rt.series["drift"],
                                                               "candidate": cand.series["drift"]}}}))
-    summary = {"final_max_abs_param_diff": max_abs, "at": where, "steps": probe.steps}
+    summary = {"final_max_abs_param_diff": max_abs, "at": where, "steps": probe.steps, **forward_flags}
     if mapping:
         summary.update({k: v for k, v in mapping.items() if k != "pairs"})
     findings.append(Finding(
@@ -229,6 +269,28 @@ def compare(ref: ReferenceRun, cand: Trajectory, mapping: dict[str, Any] | None 
         + (f" at {where}" if where else ""), metrics=summary, evidence=evidence_common))
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     return CheckResult(CHECK, status, findings, tables={"steps": rows})
+
+
+def _forward_flags(rt: Trajectory, cand: Trajectory) -> dict[str, Any]:
+    """Whether the forward already differed before training: eval-mode sigmoid outputs on the first probe
+    batch with identical weights (`forward_max_abs`, and `forward_differs` above FORWARD_TOLERANCE). A
+    trajectory difference with `forward_differs` follows from a forward difference, not from the recipe."""
+    a, b = rt.predictions, cand.predictions
+    if a is None or b is None or a.shape != b.shape:
+        return {"forward_differs": None, "forward_max_abs": None}
+    diff = float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+    differs = not math.isfinite(diff) or diff > FORWARD_TOLERANCE
+    return {"forward_differs": differs, "forward_max_abs": diff if math.isfinite(diff) else str(diff)}
+
+
+def _first_drift_step(rt: Trajectory, cand: Trajectory, probe: Probe) -> int:
+    """The first step whose drift norms differ at all (the drift finding without a series difference is
+    about the final parameters; its effect starts where the drifts first part)."""
+    a, b = rt.series["drift"], cand.series["drift"]
+    for i in range(min(len(a), len(b))):
+        if a[i] != b[i]:
+            return i
+    return probe.steps - 1
 
 
 def _final_difference(ref: dict[str, torch.Tensor], cand: dict[str, torch.Tensor],
@@ -245,12 +307,15 @@ def _final_difference(ref: dict[str, torch.Tensor], cand: dict[str, torch.Tensor
 
 def run(candidate_recipe: Any, variant: str, config: ModelConfig | None = None, seed: int = 7, *,
         original: Any = None, reference_recipe: Recipe | None = None, candidate_model: nn.Module | None = None,
-        probe: Probe | None = None, reference: ReferenceRun | None = None) -> CheckResult:
-    """The trajectory check (pass `reference` to reuse a reference run across candidates)."""
+        probe: Probe | None = None, reference: ReferenceRun | None = None, adapter: Any = None,
+        overrides: dict[str, str] | None = None) -> CheckResult:
+    """The trajectory check (pass `reference` to reuse a reference run across candidates); `adapter` is the
+    candidate's (its forward is how the candidate is called), `overrides` the audit's weight-map overrides."""
     with single_thread():
         ref = reference or reference_run(variant, config, seed, original=original, recipe=reference_recipe,
                                          probe=probe)
-        cand, mapping = candidate_run(ref, candidate_recipe, candidate_model, seed)
+        cand, mapping = candidate_run(ref, candidate_recipe, candidate_model, seed, adapter=adapter,
+                                      overrides=overrides)
     return compare(ref, cand, mapping)
 
 

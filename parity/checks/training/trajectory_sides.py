@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import inspect
 import io
 import math
 from collections.abc import Sequence
@@ -18,14 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from percepiano_parity.replica.batch import CanonicalBatch, collate
-from percepiano_parity.replica.recipe import (
-    Recipe,
-    loss_fn,
-    make_optimizer,
-    make_scheduler,
-    train_step,
+from percepiano_parity.checks.training.calling import (
+    LossCall,
+    forward,
+    model_input,
+    no_randomness,
+    without_dropout,
 )
+from percepiano_parity.checks.training.trajectory_optim import OptimSpec
+from percepiano_parity.replica.batch import CanonicalBatch
+from percepiano_parity.replica.recipe import Recipe, loss_fn, train_step
 from percepiano_parity.replica.variants import get_variant
 
 SERIES = ("loss", "grad_norm_before_clip", "grad_norm_after_clip", "lr", "drift")
@@ -58,18 +59,7 @@ class Trajectory:
     final_state: dict[str, torch.Tensor] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # effective optimizer settings under the probe
     error: str | None = None
-
-
-def without_dropout(model: nn.Module) -> nn.Module:
-    """A private deep copy with every dropout probability set to 0, in train mode."""
-    clone = copy.deepcopy(model)
-    for module in clone.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd):
-            module.p = 0.0
-        elif isinstance(module, nn.RNNBase):
-            module.dropout = 0.0
-    clone.train()
-    return clone
+    predictions: torch.Tensor | None = None  # sigmoid(logits) in eval mode on the first batch, before training
 
 
 class _Meter:
@@ -118,53 +108,13 @@ def _drift(model: nn.Module, start: dict[str, torch.Tensor]) -> float:
     return math.sqrt(total)
 
 
-def _logits_of(out: Any) -> torch.Tensor:
-    if isinstance(out, (tuple, list)):
-        return out[-1]
-    if isinstance(out, dict):
-        return out["logits"]
-    return out
-
-
 def _scaled_clip(clip: float | None, scale: float) -> float | None:
     return None if clip is None else float(clip) * scale
 
 
-@dataclass
-class OptimSpec:
-    """How a side builds its optimizer and scheduler under the probe, and how it clips and steps."""
-
-    recipe: Recipe  # clip, loss, interval, and the optimizer settings when no objects were given
-    optimizer: torch.optim.Optimizer | None = None  # a user's optimizer to rebuild (class + hyperparameters)
-    scheduler: Any = None
-
-    def build(self, params: list[nn.Parameter], probe: Probe) -> tuple[torch.optim.Optimizer, Any, dict[str, Any]]:
-        r = self.recipe
-        if self.optimizer is None:
-            opt = make_optimizer(r.with_(weight_decay=r.weight_decay * probe.weight_decay_scale), params)
-            sched = make_scheduler(r.with_(scheduler_step_size=probe.step_size), opt)
-        else:
-            accepted = inspect.signature(type(self.optimizer).__init__).parameters
-            kwargs = {k: v for k, v in self.optimizer.defaults.items() if k != "params" and k in accepted}
-            group = self.optimizer.param_groups[0]
-            kwargs["lr"] = group.get("initial_lr", group.get("lr", kwargs.get("lr")))
-            if "weight_decay" in kwargs:
-                kwargs["weight_decay"] = float(group.get("weight_decay", kwargs["weight_decay"])) * \
-                    probe.weight_decay_scale
-            opt = type(self.optimizer)(params, **kwargs)
-            sched = None
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.StepLR):
-                sched = torch.optim.lr_scheduler.StepLR(opt, step_size=probe.step_size, gamma=self.scheduler.gamma)
-        group = opt.param_groups[0]
-        settings = {"optimizer": type(opt).__name__, "lr": float(group["lr"]),
-                    "weight_decay": float(group.get("weight_decay", 0.0)),
-                    "scheduler": type(sched).__name__ if sched is not None else "none",
-                    "step_size": getattr(sched, "step_size", None), "gamma": getattr(sched, "gamma", None)}
-        return opt, sched, settings
-
-
 def spec_of(candidate: Any) -> OptimSpec:
-    """An OptimSpec from a Recipe, or from what the recipe check reads (optimizer objects)."""
+    """An OptimSpec from a Recipe, or from what the recipe check reads (optimizer objects, the replica's own
+    configure_optimizers)."""
     from percepiano_parity.checks.training.recipe_candidate import CandidateRecipe, read_candidate
 
     if isinstance(candidate, Recipe):
@@ -172,40 +122,56 @@ def spec_of(candidate: Any) -> OptimSpec:
     read = candidate if isinstance(candidate, CandidateRecipe) else read_candidate(candidate)
     if read.optimizer is None:
         return OptimSpec(read.as_recipe())
-    return OptimSpec(read.as_recipe(), read.optimizer, read.scheduler)
+    return OptimSpec(read.as_recipe(), read.optimizer, read.scheduler, rebuild=read.rebuild)
 
 
 class ReplicaSide:
-    """A PercePiano replica (or any model taking (packed x, note_locations)) stepped by replica.recipe."""
+    """A replica stepped by `replica.recipe.train_step` with its own recipe: called through its adapter's
+    forward, and with its own loss (`loss`, e.g. its training_step) when given, else the recipe's."""
 
-    def __init__(self, name: str, model: nn.Module, spec: OptimSpec, description: str) -> None:
+    def __init__(self, name: str, model: nn.Module, spec: OptimSpec, description: str, *, adapter: Any = None,
+                 loss: LossCall | None = None) -> None:
         self.name, self.model, self.spec, self.description = name, without_dropout(model), spec, description
+        self.adapter, self.loss = adapter, loss
+
+    def _loss(self, model: nn.Module, inp: Any, index: int) -> torch.Tensor:
+        if self.loss is not None:
+            return self.loss.run(model, inp, index)
+        return loss_fn(self.spec.recipe, forward(self.adapter, model, inp).float(), inp.labels)
 
     def initial_grad_norm(self, batch: CanonicalBatch) -> float:
         model = copy.deepcopy(self.model)
-        inp = collate(batch)
-        loss = loss_fn(self.spec.recipe, _logits_of(model(inp.x, inp.note_locations)).float(), inp.labels)
-        loss.backward()
+        with no_randomness():
+            self._loss(model, model_input(model, batch), 0).backward()
         return math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None))
+
+    def predictions(self, batch: CanonicalBatch) -> torch.Tensor:
+        """sigmoid(logits) in eval mode at the current weights (the forward as the replica runs it)."""
+        model = copy.deepcopy(self.model).eval()
+        with torch.no_grad():
+            return torch.sigmoid(forward(self.adapter, model, model_input(model, batch)).float()).cpu()
 
     def run(self, batches: Sequence[CanonicalBatch], probe: Probe, clip_scale: float) -> Trajectory:
         model = self.model
         recipe = self.spec.recipe.with_(grad_clip=_scaled_clip(self.spec.recipe.grad_clip, clip_scale))
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer, scheduler, settings = self.spec.build(params, probe)
-        settings.update(grad_clip=recipe.grad_clip, loss=recipe.loss, interval=recipe.scheduler_interval)
+        optimizer, scheduler, settings = self.spec.build(model, probe)
+        settings.update(grad_clip=recipe.grad_clip, grad_clip_algorithm=recipe.grad_clip_algorithm,
+                        loss=self.loss.source if self.loss is not None else f"{recipe.loss} ({recipe.loss_reduction})",
+                        interval=recipe.scheduler_interval, accumulate_grad_batches=recipe.accumulate_grad_batches)
         traj = Trajectory(self.name, self.description, settings=settings)
         meter = _Meter(model)
         hook = meter.watch(optimizer)
         start = _snapshot(model)
         try:
+            traj.predictions = self.predictions(batches[0])
             for it, batch in enumerate(batches):
-                inp = collate(batch)
+                inp = model_input(model, batch)
                 meter.start()
-                out = train_step(model, lambda inp=inp: _logits_of(model(inp.x, inp.note_locations)), inp.labels,
-                                 optimizer, scheduler, recipe,
-                                 iteration_ends_epoch=(it + 1) % probe.epoch_iterations == 0)
-                _record(traj, out["loss"], meter, _drift(model, start))
+                with no_randomness():
+                    out = train_step(model, None, inp.labels, optimizer, scheduler, recipe,
+                                     iteration_ends_epoch=(it + 1) % probe.epoch_iterations == 0,
+                                     loss_closure=lambda inp=inp, it=it: self._loss(model, inp, it), iteration=it)
+                _record(traj, out["loss"], meter, _drift(model, start), out)
         except Exception as exc:  # a candidate that cannot train is a result, not a crash of the audit
             traj.error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -237,6 +203,15 @@ class OriginalSide:
             loss.backward()
         return math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None))
 
+    def predictions(self, batch: CanonicalBatch) -> torch.Tensor:
+        """sigmoid(logits) in eval mode at the current weights, as the original's get_batch_result gives them."""
+        model = copy.deepcopy(self.model).eval()
+        collated = self.original.data_ops.collate(batch)
+        with self._running(), torch.no_grad():
+            predictions, _ = self._train_module.get_batch_result(model, collated, nn.MSELoss(), "cpu",
+                                                                 args=self._args(None))
+        return predictions.float().cpu()
+
     @property
     def _train_module(self) -> Any:
         return self.original.data_ops.module("train_m2pf", training=True)
@@ -249,8 +224,7 @@ class OriginalSide:
     def run(self, batches: Sequence[CanonicalBatch], probe: Probe, clip_scale: float) -> Trajectory:
         model = self.model
         spec = OptimSpec(self.recipe)
-        params = list(model.parameters())
-        optimizer, scheduler, settings = spec.build(params, probe)
+        optimizer, scheduler, settings = spec.build(model, probe)
         clip = _scaled_clip(self.recipe.grad_clip, clip_scale)
         settings.update(grad_clip=clip, loss="MSELoss(sigmoid(logits)) in get_batch_result",
                         interval="iteration (train_step steps the scheduler)")
@@ -268,10 +242,11 @@ class OriginalSide:
 
         step = self._train_module.train_step
         try:
+            traj.predictions = self.predictions(batches[0])
             for it, batch in enumerate(batches):
                 collated = self.original.data_ops.collate(batch)
                 meter.start()
-                with self._running():
+                with self._running(), no_randomness():
                     step(model, collated, optimizer, scheduler, _Criterion(), None, "cpu", self._args(clip), it)
                 _record(traj, losses[-1], meter, _drift(model, start))
         except Exception as exc:
@@ -295,8 +270,14 @@ def single_thread() -> Any:
         torch.set_num_threads(before)
 
 
-def _record(traj: Trajectory, loss: float, meter: _Meter, drift: float) -> None:
-    values = {"loss": loss, "grad_norm_before_clip": meter.before, "grad_norm_after_clip": meter.after,
-              "lr": meter.lr, "drift": drift}
+def _record(traj: Trajectory, loss: float, meter: _Meter, drift: float,
+            stepped: dict[str, Any] | None = None) -> None:
+    """One step's measurements; on an iteration that only accumulates gradients (no optimizer step to
+    observe) the after-clip norm and lr are the step function's own."""
+    after, lr = meter.after, meter.lr
+    if stepped is not None and not stepped.get("stepped", True):
+        after, lr = stepped["grad_norm_after_clip"], stepped["lr"]
+    values = {"loss": loss, "grad_norm_before_clip": meter.before, "grad_norm_after_clip": after,
+              "lr": lr, "drift": drift}
     for key in SERIES:
         traj.series[key].append(float(values[key]))

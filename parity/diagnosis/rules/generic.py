@@ -16,11 +16,11 @@ from percepiano_parity.diagnosis.match import (
     downstream,
     model_consequences,
     module_of,
-    recipe_measure,
     root_of,
     training_consequences,
 )
 from percepiano_parity.diagnosis.rule import Rule, SourceRef, having, significant
+from percepiano_parity.diagnosis.rules.recipe_figures import recipe_figures
 
 
 def _any_recipe(findings: Sequence[Finding]) -> list[Finding] | None:
@@ -165,10 +165,10 @@ RULES: list[Rule] = [
         original_does="Trains with the parser defaults overridden by the published scripts (batch 8, lr 2.5e-5, "
                       "100 epochs, Adam, StepLR per iteration, clip 2.0).",
         replica_does="Uses {recipe_changes}.",
-        effect="Training dynamics differ (first differing step {first_differing_step}).",
+        effect="Training differs from the original's ({trajectory_phrase}).",
         fix="Restore the original's value ({recipe_source}).",
         match=_any_recipe,
-        measure=recipe_measure,
+        measure=recipe_figures,
         refs=(SourceRef("parser.py", r"def get_parser|argparse\.ArgumentParser"),),
         fix_action="restore_recipe", priority=85),
     Rule(
@@ -186,9 +186,9 @@ RULES: list[Rule] = [
         original_does="Runs train_step: forward, zero_grad, backward, clip 2.0, Adam step, StepLR step.",
         replica_does="Ends up with different losses, gradient norms, learning rates or parameters "
                      "({locations}).",
-        effect="Training diverges from the original's from step {first_differing_step} on.",
+        effect="Training diverges from the original's ({trajectory_phrase}).",
         fix="Compare the training loop with train_m2pf.train_step step by step.",
-        match=_check_family("trajectory."), measure=recipe_measure,
+        match=_check_family("trajectory."), measure=recipe_figures,
         refs=(SourceRef("train_m2pf.py", r"def train_step"),), priority=87),
     Rule(
         id="PP-MISSING-LEVEL", title="Levels or attention maps not exposed ({locations})",
