@@ -160,8 +160,17 @@ def _drop_around(text: str, at: int) -> str:
     start = max((i for i in range(at) if free[i] and text[i] in ",;:"), default=-1)
     end = min((i for i in range(at, len(text)) if free[i] and text[i] in ",;."), default=len(text))
     if start < 0:
-        return text[end + 1:].lstrip() if end < len(text) and text[end] in ",;" else text[end:]
+        # the first clause: leave out just the figure and the small word that leads to it ("at", "by", ...)
+        close = text.index("}", at) + 1
+        head = text[:at].rstrip()
+        word = head.rsplit(" ", 1)[-1] if head else ""
+        if word.lower() in _LEADING_WORDS:
+            head = head[: len(head) - len(word)].rstrip()
+        return (head + " " + text[close:].lstrip()).strip()
     return text[:start] + text[end:]
+
+
+_LEADING_WORDS = frozenset({"at", "by", "of", "in", "from", "to", "for", "on", "with", "as", "is", "the", "a", "an"})
 
 
 def placeholders(template: str) -> set[str]:

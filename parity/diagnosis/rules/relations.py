@@ -96,13 +96,13 @@ RULES: list[Rule] = [
           "Read the gate rows in PyTorch's order (i, f, g, o)«, in {module}», or reorder the weights' gate "
           "blocks when converting them.",
           "permute_gate_rows", 27),
-    _rule("PP-REL-FEATURE-ORDER", "feature_permutation", "{level} has its features in another order",
+    _rule("PP-REL-FEATURE-ORDER", "feature_permutation", "Features in another order at {level}",
           "Concatenates the features of {level} in its own order (see the cited line).",
           "Computes the same values in other columns: at {level}, {summary} (residual {residual}).", _EFFECT,
           "Concatenate in the original's order (the cited line); the head's weights trained on one order do not "
           "fit the other.",
           "permute_level_output", 28),
-    _rule("PP-REL-BATCH-ORDER", "item_permutation", "{level}: batch items come back in another order",
+    _rule("PP-REL-BATCH-ORDER", "item_permutation", "Batch items in another order at {level}",
           "Returns every level in the batch order it was given (pack_padded_sequence with enforce_sorted=False "
           "restores it).",
           "At {level}, {summary} (residual {residual}).",
@@ -111,7 +111,7 @@ RULES: list[Rule] = [
           "Restore the batch order after a sorted pack (index with the inverse permutation), or pack with "
           "enforce_sorted=False.",
           "reorder_level_items", 28),
-    _rule("PP-REL-TIME-REVERSAL", "time_reversal", "{level} reversed in time",
+    _rule("PP-REL-TIME-REVERSAL", "time_reversal", "Reversed in time at {level}",
           "Keeps every level in note order; a backward LSTM's output is aligned with the notes.",
           "At {level}, {summary} (residual {residual}).", _EFFECT,
           "Flip the reversed channels back within each item's length (or run the reverse direction on packed "
@@ -128,10 +128,10 @@ RULES: list[Rule] = [
           "At {level}, {summary} (residual {residual}).", _EFFECT,
           "Remove the scaling of the scores before the softmax (a factor of 1).",
           "softmax_scale", 28),
-    _rule("PP-REL-OP-ARGUMENTS", "different_arguments", "{op} called with other arguments at {level}",
+    _rule("PP-REL-OP-ARGUMENTS", "different_arguments", "An operation called with other arguments«: {op}» at {level}",
           "Calls «{original_op} »as in the cited line.",
           "{summary}«; at {op_site}».", _EFFECT,
-          "Call {op} with the original's arguments«, at {op_site}».",
+          "Call «{op} »with the original's arguments«, at {op_site}».",
           "patch_op", 28),
     _rule("PP-REL-MISSING-OP", "missing_op", "An operation of the original missing at {level}«: {missing}»",
           "Applies «{missing} »before «{op}» (the cited line).",
