@@ -38,12 +38,12 @@ def relation_findings(state: ComparisonState) -> list[Finding]:
                                f"level {level} also differs on its own inputs: a second, independent root",
                                evidence={"root_level": level, "root_index": order}))
         holds = result.get("holds", [])
-        for rel in holds:
+        for rank, rel in enumerate(holds):
             out.append(Finding(
                 CHECK, "forward.relation", f"{level}:{rel['kind']}", Severity.INFO,
                 f"at {level}: {rel['summary']} (residual {rel['residual']})",
                 metrics={"residual": rel["residual"], "baseline": rel.get("baseline")},
-                evidence={**common, **rel, "op_short": short_site(rel.get("op_site")),
+                evidence={**common, **rel, "rank": rank, "op_short": short_site(rel.get("op_site")),
                           "original_short": short_site(rel.get("original_site"))}))
         if not holds:
             closest = result.get("closest") or {}

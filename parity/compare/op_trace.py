@@ -134,6 +134,8 @@ class _Recorder(TorchFunctionMode):
         if name in _SKIP or self.full:
             return out
         tensor = _first_tensor(out)
+        if name == "__setitem__" and args and isinstance(args[0], Tensor):
+            tensor = args[0]  # written in place: the written tensor is the operation's result
         if tensor is None or not isinstance(tensor, Tensor):
             return out
         inputs: list[Tensor | None] = []

@@ -32,13 +32,16 @@ def _relations(variant: str):
     x = torch.randn(3, 5, 6, generator=torch.Generator().manual_seed(1))
     ref, cand = Scores("faithful"), Scores(variant)
     with torch.no_grad(), tracing(ref) as rt:
-        ref(x)
+        ref_value = ref(x)
     with torch.no_grad(), tracing(cand) as ct:
-        cand(x)
+        cand_value = cand(x)
     known = [x, *cand.parameters()]
     matched = match_trace(rt, ct, known)
     div = first_divergent(rt, ct, known, matched)
-    return div, operation_relations("pooled", div, rt, ct, matched[0], 1e-5) if div else []
+    if div is None:
+        return None, []
+    # the relation holds when, replayed to the end, the candidate's output is the original's
+    return div, operation_relations("pooled", div, rt, ct, matched[0], 1e-5, cand_value, ref_value)
 
 
 def test_missing_tanh_found_at_the_matmul_that_consumes_the_projection():

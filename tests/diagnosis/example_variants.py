@@ -281,3 +281,74 @@ CASES: Mapping[str, Any] = {
     "hand_lstm_control": build_hand_lstm_control, "sorted_packing": build_sorted_packing,
     "shared_lstm": build_shared_lstm, "sum_reduction": build_sum_reduction, "inf_mask": build_inf_mask,
 }
+
+
+# ----------------------------------------------------------------------------------------------- unseen kinds
+# (not in the issue's table: the same mechanism must explain them)
+
+
+class ReluHead(nn.Module):
+    """The head with F.relu where the original has an exact GELU."""
+
+    def __init__(self, head: nn.Sequential) -> None:
+        super().__init__()
+        self.drop1, self.fc1, self.drop2, self.fc2 = head[0], head[1], head[3], head[4]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.drop2(nn.functional.relu(self.fc1(self.drop1(x)))))
+
+
+class ReluAdapter(ex.LitAdapter):
+    mapping = {**ex.LitAdapter.mapping, "out_fc.1": "head.fc1", "out_fc.4": "head.fc2"}
+    mapping.pop("out_fc")
+
+
+def build_relu_head(variant: str = "han-total", config: ModelConfig | None = None):
+    model = ex.PercePianoLit(config or DEFAULT_CONFIG)
+    model.head = ReluHead(model.head)
+    return model, ReluAdapter()
+
+
+class ScaledBeatAttention(ContextAttention):
+    def similarity(self, x: Tensor) -> Tensor:
+        return super().similarity(x) / self.head_size ** 0.5
+
+
+def build_scaled_beat_scores(variant: str = "han-total", config: ModelConfig | None = None):
+    model = ex.PercePianoLit(config or DEFAULT_CONFIG)
+    old = model.beat_pool.attention
+    new = ScaledBeatAttention(old.attention_net.in_features, old.num_head)
+    new.load_state_dict(old.state_dict())
+    model.beat_pool.attention = new
+    return _pair(model)
+
+
+class VoiceFirstLit(ex.PercePianoLit):
+    """cat(voice, note) where the original has cat(note, voice), in total_note_cat only."""
+
+    def forward(self, x, note_locations):
+        beat, measure, voice = note_locations["beat"], note_locations["measure"], note_locations["voice"]
+        lengths = ex.packed_lengths(x)
+        embedding = self.embed(x)
+        note = self.notes(embedding, lengths)
+        voice_out = self.voices(embedding, voice)
+        beat_out = self.beats(self.beat_pool(note, voice_out, beat))
+        measure_out = self.measures(self.measure_pool(beat_out, beat, measure))
+        total = torch.cat([voice_out, note, self.beat_span(beat_out, beat),
+                           self.measure_span(measure_out, measure)], dim=-1)
+        return self.head(self.pool(self.contract(total)))
+
+
+class VoiceFirstAdapter(ex.LitAdapter):
+    def run_level(self, model, level, inputs, model_input):
+        if level == "total_note_cat":
+            return torch.cat([inputs[k] for k in ("voice", "note", "beat_spanned", "measure_spanned")], dim=-1)
+        return super().run_level(model, level, inputs, model_input)
+
+
+def build_voice_first(variant: str = "han-total", config: ModelConfig | None = None):
+    return VoiceFirstLit(config or DEFAULT_CONFIG), VoiceFirstAdapter()
+
+
+UNSEEN = {"relu_head": build_relu_head, "scaled_beat_scores": build_scaled_beat_scores,
+          "voice_first": build_voice_first}

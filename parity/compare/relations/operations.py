@@ -1,8 +1,10 @@
 """Relations at the first divergent operation, by replaying operations on the candidate's own values.
 
 At the candidate's first divergent operation D (see compare.op_divergence), the original's operations Q that
-consume the same values say what the original does there instead. Each relation is tested by recomputing with
-the recorded operations and looking the result up in the original's trace:
+consume the same values say what the original does there instead. Each relation is tested counterfactually:
+D (or its input, or its output) is changed as the relation says, every later operation of the candidate's level
+is replayed from the recorded trace, and the replayed level is compared with the original's level. A relation
+holds when the level then equals the original's within tolerance; its residual is that level residual:
 
 * different arguments: Q is the same function as D with other arguments (softmax over another `dim`, GELU
   with another `approximate`): D replayed with Q's arguments gives a value of the original's;
@@ -16,6 +18,7 @@ the recorded operations and looking the result up in the original's trace:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -34,7 +37,27 @@ ELEMENTWISE = frozenset({
 })
 
 
-def _resolve(value: Any, values: dict[int, Tensor], swap: dict[int, Tensor]) -> Any:
+class Recorded:
+    """The recorded value of every tensor as of a given operation: an id may name several values over time
+    (a tensor written in place), so each lookup takes the last value produced before that operation."""
+
+    def __init__(self, trace: Trace) -> None:
+        self._by_id: dict[int, list[tuple[int, Tensor]]] = {}
+        for op in trace.ops:
+            if op.output_id is not None and op.output is not None:
+                self._by_id.setdefault(op.output_id, []).append((op.index, op.output))
+        self.at = 1 << 62  # lookups see values produced before this operation index
+
+    def get(self, key: int, default: Any = None) -> Any:
+        best = default
+        for index, value in self._by_id.get(key, ()):
+            if index >= self.at:
+                break
+            best = value
+        return best
+
+
+def _resolve(value: Any, values: Any, swap: dict[int, Tensor]) -> Any:
     if isinstance(value, Tensor):
         key = id(value)
         if key in swap:
@@ -45,12 +68,14 @@ def _resolve(value: Any, values: dict[int, Tensor], swap: dict[int, Tensor]) -> 
     return value
 
 
-def replay(op: Op, values: dict[int, Tensor], swap: dict[int, Tensor] | None = None,
+def replay(op: Op, values: Any, swap: dict[int, Tensor] | None = None,
            constants: dict[str, Any] | None = None) -> Tensor | None:
-    """`op` recomputed from recorded values (`values`: tensor id -> recorded value), with tensors swapped by id
-    and non-tensor arguments replaced (`constants`: positional index as a string, or keyword)."""
+    """`op` recomputed from recorded values (`values`: a Recorded, or a dict tensor id -> value), with tensors
+    swapped by id and non-tensor arguments replaced (`constants`: positional index as a string, or keyword)."""
     if op.func is None:
         return None
+    if isinstance(values, Recorded):
+        values.at = op.index
     swap = swap or {}
     args = [_resolve(a, values, swap) for a in op.args]
     kwargs = {k: _resolve(v, values, swap) for k, v in op.kwargs.items()}
@@ -69,8 +94,14 @@ def replay(op: Op, values: dict[int, Tensor], swap: dict[int, Tensor] | None = N
     return out if isinstance(out, Tensor) else None
 
 
-def _values(trace: Trace) -> dict[int, Tensor]:
-    return {op.output_id: op.output for op in trace.ops if op.output_id is not None and op.output is not None}
+def _at(values: Recorded, tensor: Tensor, index: int) -> Tensor:
+    """The recorded value `tensor` had when operation `index` read it."""
+    values.at = index
+    return values.get(id(tensor), tensor)
+
+
+def _values(trace: Trace) -> Recorded:
+    return Recorded(trace)
 
 
 def _tensor_inputs(op: Op) -> list[Tensor]:
@@ -101,56 +132,99 @@ def _changed_constants(mine: Op, theirs: Op) -> dict[str, Any]:
     return {k: theirs.constants.get(k) for k in sorted(keys) if mine.constants.get(k) != theirs.constants.get(k)}
 
 
+def _inplace(op: Op) -> bool:
+    return op.name.endswith("_") and not op.name.startswith("__") or op.name in ("__setitem__", "__iadd__")
+
+
+def replay_rest(candidate: Trace, start: int, values: Recorded, override: dict[int, Tensor]
+                ) -> dict[int, Tensor]:
+    """Every candidate operation from index `start` on recomputed, where any of its inputs was changed
+    (`override`: tensor id -> new value, carried forward). Returns the changed values by tensor id."""
+    new = dict(override)
+    for op in candidate.ops[start:]:
+        if op.output_id is None or op.output_id in override or not any(i in new for i in op.input_ids if i):
+            continue
+        swap = dict(new)
+        if _inplace(op):  # never mutate a recorded value: work on a copy of the mutated argument
+            first = next((a for a in op.args if isinstance(a, Tensor)), None)
+            if first is not None:
+                values.at = op.index
+                swap[id(first)] = _resolve(first, values, new).clone()
+        out = replay(op, values, swap=swap)
+        if op.name == "__setitem__":
+            first = next((a for a in op.args if isinstance(a, Tensor)), None)
+            out = swap.get(id(first)) if first is not None else None
+        if out is not None:
+            new[op.output_id] = out
+    return new
+
+
 def operation_relations(level: str, div: Divergence, reference: Trace, candidate: Trace, index: ValueIndex,
-                        tol: float) -> list[Relation]:
-    """Every operation relation that could be tested at the divergence, holding ones first."""
+                        tol: float, cand_value: Tensor | None = None, ref_value: Tensor | None = None
+                        ) -> list[Relation]:
+    """Every operation relation that could be tested at the divergence, holding ones first. Without the level's
+    values, a relation's value is looked up in the original's trace instead of replayed to the level."""
     out: list[Relation] = []
     cand_values, d = _values(candidate), div.op
     d_inputs = _tensor_inputs(d)
+    level_ids = _level_output_ids(candidate, cand_value)
+
+    def judge(first_value: Tensor | None) -> float:
+        """Residual of the level (replayed with D's output replaced by `first_value`) against the original's."""
+        if first_value is None or d.output_id is None:
+            return float("inf")
+        if not level_ids or ref_value is None:
+            found = _found(index, first_value, tol)
+            return found if found is not None else float("inf")
+        replayed = replay_rest(candidate, d.index + 1, cand_values, {d.output_id: first_value})
+        value = next((replayed[i] for i in reversed(level_ids) if i in replayed), None)
+        if value is None or value.shape != ref_value.shape:
+            return float("inf")
+        return relative_residual(ref_value, value.float())
+
     for q in div.counterparts:
         if q.name == d.name:
             changed = _changed_constants(d, q)
             if not changed:
                 continue
-            value = replay(d, cand_values, constants=changed)
-            residual = _found(index, value, tol)
+            residual = judge(replay(d, cand_values, constants=changed))
             mine = {k: d.constants.get(k) for k in changed}
             said = ", ".join(f"{k}={mine[k]!r} where the original has {k}={v!r}" for k, v in changed.items())
             out.append(_relation(
-                "different_arguments", level, div, q, residual if residual is not None else float("inf"), tol,
-                f"{d.qualname} is called with {said}; with the original's arguments it gives the original's value",
+                "different_arguments", level, div, q, residual, tol,
+                f"{d.qualname} is called with {said}; with the original's arguments the level is the original's",
                 {"function": d.qualname, "replica": mine, "original": changed},
                 {"action": "patch_op", "site": d.site, "name": d.name, "constants": changed}))
-        elif q.name in ELEMENTWISE and len(_tensor_inputs(q)) >= 1 and d_inputs:
+        elif q.name in ELEMENTWISE and d_inputs:
             for position, x in enumerate(d_inputs):
                 if not x.is_floating_point():
                     continue
-                xv = cand_values.get(id(x), x)
+                xv = _at(cand_values, x, d.index)
                 qx = replay(q, {}, swap={id(t): xv for t in _tensor_inputs(q)[:1]})
                 if qx is None or qx.numel() != xv.numel():
                     continue
-                value = replay(d, cand_values, swap={id(x): qx.reshape(xv.shape)})
-                residual = _found(index, value, tol)
-                if residual is None:
+                residual = judge(replay(d, cand_values, swap={id(x): qx.reshape(xv.shape)}))
+                if not math.isfinite(residual):
                     continue
                 args = {k: v for k, v in q.constants.items()}
                 out.append(_relation(
                     "missing_op", level, div, q, residual, tol,
                     f"the original applies {q.qualname}{_args_text(args)} to this input before {d.qualname}; the "
-                    f"replica leaves it out (with it, the replica's value is the original's)",
+                    f"replica leaves it out (with it, the level is the original's)",
                     {"missing": q.qualname, "arguments": args, "before": d.qualname},
                     {"action": "patch_op_input", "site": d.site, "name": d.name, "apply": q.name,
                      "constants": args, "input_position": position}))
                 break
-    if d.name in ELEMENTWISE and len(d_inputs) >= 1:
+    if d.name in ELEMENTWISE and d_inputs:
         # the replica applies d where the original applies another function (or nothing) to the same input
         x = d_inputs[0]
-        xv = cand_values.get(id(x), x)
+        xv = _at(cand_values, x, d.index)
         for q in div.counterparts:
             if q.name in ELEMENTWISE and q.name != d.name:
                 qx = replay(q, {}, swap={id(t): xv for t in _tensor_inputs(q)[:1]})
-                residual = _found(index, qx, tol) if qx is not None else None
-                if residual is not None:
+                residual = judge(qx.reshape(d.output.shape) if qx is not None and d.output is not None
+                                 and qx.numel() == d.output.numel() else None)
+                if math.isfinite(residual):
                     out.append(_relation(
                         "different_op", level, div, q, residual, tol,
                         f"the replica applies {d.qualname}{_args_text(d.constants)} where the original applies "
@@ -158,24 +232,36 @@ def operation_relations(level: str, div: Divergence, reference: Trace, candidate
                         {"replica": d.qualname, "original": q.qualname},
                         {"action": "patch_op", "site": d.site, "name": d.name, "replace_with": q.name,
                          "constants": dict(q.constants)}))
-        consumers = [op for op in candidate.ops if op.index > d.index and d.output_id in op.input_ids]
-        for nxt in consumers[:1]:
-            value = replay(nxt, cand_values, swap={d.output_id: xv} if d.output_id is not None else {})
-            residual = _found(index, value, tol)
-            if residual is not None:
-                out.append(_relation(
-                    "extra_op", level, div, None, residual, tol,
-                    f"the replica applies {d.qualname}{_args_text(d.constants)}, which the original does not "
-                    f"(without it, the next operation gives the original's value)",
-                    {"extra": d.qualname, "arguments": dict(d.constants)},
-                    {"action": "patch_op", "site": d.site, "name": d.name, "identity": True}))
+        if d.output is not None and xv.shape == d.output.shape:
+            residual = judge(xv)
+            out.append(_relation(
+                "extra_op", level, div, None, residual, tol,
+                f"the replica applies {d.qualname}{_args_text(d.constants)}, which the original does not "
+                f"(without it, the level is the original's)",
+                {"extra": d.qualname, "arguments": dict(d.constants)},
+                {"action": "patch_op", "site": d.site, "name": d.name, "identity": True}))
     out.sort(key=lambda r: (not r.holds, r.residual))
     return out
 
 
+def _level_output_ids(candidate: Trace, value: Tensor | None) -> list[int]:
+    """Ids of the candidate operations whose output is the level's value (its producer and any copies of it,
+    in call order: a copy made outside the trace's reach is not replayed, its producer is)."""
+    if value is None:
+        return []
+    return [op.output_id for op in candidate.ops if op.output_id is not None and op.output is not None
+            and op.output.shape == value.shape and op.output.is_floating_point()
+            and torch.equal(op.output.float(), value.float())]
+
+
 def _args_text(constants: dict[str, Any]) -> str:
-    shown = {k: v for k, v in constants.items() if not k.isdigit() or k != "0"}
-    return "(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")" if shown else ""
+    """Non-tensor arguments as a call would show them: (2.828, dim=1)."""
+    def show(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else repr(v)
+    positional = [show(v) for k, v in sorted(constants.items(), key=lambda kv: kv[0]) if k.isdigit() and k != "0"]
+    keywords = [f"{k}={show(v)}" for k, v in constants.items() if not k.isdigit() and k != "inplace" or v is True]
+    shown = positional + [k for k in keywords if not k.startswith("inplace=False")]
+    return "(" + ", ".join(shown) + ")" if shown else ""
 
 
 def nearest_residual(value: Tensor, index: ValueIndex) -> float:

@@ -111,7 +111,8 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
     if ref_trace is None:
         out["op_note"] = "a recorded reference: the original's operations inside a level are not in the bundle"
     else:
-        relations += _operation_relations(level, ref_trace, cand_trace, inputs, model, tol, out)
+        relations += _operation_relations(level, ref_trace, cand_trace, inputs, model, tol, out, cand_value,
+                                          ref32)
     if forced:
         names = gates.lstm_like(model, _level_owner_modules(weight_map, level))
         if names:
@@ -120,13 +121,25 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
     for r in relations:
         if r.fix is not None and r.fix.get("action") in LEVEL_FIXES and where:
             r.fix["level_module"] = where
-    relations.sort(key=lambda r: (not r.holds, r.residual))
+    relations.sort(key=_rank)
     out["tested"] = [_row(r) for r in relations]
     out["holds"] = [r.to_dict() for r in relations if r.holds]
     closest = next((r for r in relations if math.isfinite(r.residual)), None)
     if closest is not None and not closest.holds:
         out["closest"] = closest.to_dict()
     return out
+
+
+# Among relations that hold, the one that says most about the mistake comes first (a softmax over another axis
+# is also "softmax called with another dim"; a temperature is also "an extra division"); the others stay as
+# evidence. Relations that do not hold are ordered by their residual.
+PREFERENCE = ("random_in_eval", "lstm_gate_order", "normalisation_axis", "softmax_temperature", "feature_permutation",
+              "item_permutation", "time_reversal", "missing_op", "extra_op", "different_op", "different_arguments")
+
+
+def _rank(r: Relation) -> tuple[bool, float, float]:
+    order = PREFERENCE.index(r.kind) if r.kind in PREFERENCE else len(PREFERENCE)
+    return (not r.holds, order if r.holds else 0.0, r.residual)
 
 
 LEVEL_FIXES = ("permute_level_output", "reorder_level_items", "reverse_level_time")
@@ -175,7 +188,7 @@ def _differs(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, 
 
 
 def _operation_relations(level: str, ref_trace: Trace, cand_trace: Trace, inputs: dict[str, Tensor], model: Any,
-                         tol: float, out: dict[str, Any]) -> list[Relation]:
+                         tol: float, out: dict[str, Any], cand_value: Tensor, ref_value: Tensor) -> list[Relation]:
     known = list(inputs.values()) + ([p for p in model.parameters()] if model is not None else [])
     matched = match_trace(ref_trace, cand_trace, known)
     div = first_divergent(ref_trace, cand_trace, known, matched)
@@ -187,7 +200,7 @@ def _operation_relations(level: str, ref_trace: Trace, cand_trace: Trace, inputs
                        "counterparts": [q.label() for q in div.counterparts[:4]],
                        "nearest_residual": _num(div.nearest.residual) if div.nearest else None,
                        "compared": div.compared}
-    return operations.operation_relations(level, div, ref_trace, cand_trace, matched[0], tol)
+    return operations.operation_relations(level, div, ref_trace, cand_trace, matched[0], tol, cand_value, ref_value)
 
 
 def _row(r: Relation) -> dict[str, Any]:

@@ -29,8 +29,11 @@ def relation_matcher(kind: str) -> Matcher:
         hits = _relation_findings(findings, kind)
         if not hits:
             return None
-        best = min(hits, key=lambda f: (f.evidence.get("root_index", 0), f.metrics.get("residual") or 0.0))
+        best = min(hits, key=lambda f: (f.evidence.get("root_index", 0), f.evidence.get("rank", 0)))
         level = best.evidence.get("root_level")
+        rivals = [f for f in findings if f.kind == "forward.relation" and f.evidence.get("root_level") == level]
+        if any(f.evidence.get("rank", 0) < best.evidence.get("rank", 0) for f in rivals):
+            return None  # another relation measured better at this root: its rule explains it
         others = [f for f in findings if f.kind == "forward.relation" and f is not best
                   and f.evidence.get("root_level") == level]
         return [best, *others, *downstream(findings, level)]
