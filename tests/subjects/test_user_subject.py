@@ -11,6 +11,7 @@ from torch import nn
 
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.commands.options import UsageError
+from percepiano_parity.compare.mapping import map_weights
 from percepiano_parity.core.levels import LEVELS
 from percepiano_parity.replica import SMALL_CONFIG, build
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
@@ -108,8 +109,12 @@ def test_mapping_by_module_prefix_or_function(example):
     renamed = Adapter(mapping=lambda name: name.replace("note_embedder.", "embed.") if "embedder" in name else None)
     assert resolve_mapping(renamed, reference, model) == {"note_embedder.fc.weight": "embed.fc.weight",
                                                           "note_embedder.fc.bias": "embed.fc.bias"}
-    with pytest.raises(AdapterError, match="does not have"):
-        resolve_mapping(Adapter(mapping={"out_fc": "classifier"}), reference, model)
+    # a mapping naming what the replica lacks is kept, and the comparison reports it (mapping never aborts)
+    bad = resolve_mapping(Adapter(mapping={"out_fc": "classifier"}), reference, model)
+    assert bad["out_fc.1.weight"] == "classifier.1.weight"
+    problems = map_weights(reference, model, overrides=bad).bad_overrides
+    assert {p["candidate"] for p in problems} == {f"classifier.{k}.{w}" for k in (1, 4) for w in ("weight", "bias")}
+    assert {p["problem"] for p in problems} == {"not a parameter of the replica"}
 
 
 def test_example_records_every_level_and_matches_the_replica(example, batch):
@@ -160,14 +165,14 @@ def test_wrong_logits_and_crashing_models_are_adapter_errors(batch):
             return model(model_input.x, model_input.note_locations)[:, :5]
 
     model = build("han-total", SMALL_CONFIG)
-    with pytest.raises(AdapterError, match=r"logits of shape \(3, 5\).*expected \(3, 19\)"):
+    with pytest.raises(AdapterError, match=r"logits of shape \(2, 5\).*expected \(2, 19\)"):  # on the probe
         make_user_subject(model, Five(), spec="m", variant="han-total", config=SMALL_CONFIG).run(batch)
 
     class Crash(Adapter):
         def forward(self, model, model_input):
             raise IndexError("index 40 is out of bounds")
 
-    with pytest.raises(AdapterError, match="failed on a batch .*IndexError: index 40"):
+    with pytest.raises(AdapterError, match="failed on the probe batch .*IndexError: index 40"):
         make_user_subject(model, Crash(), spec="m", variant="han-total", config=SMALL_CONFIG).run(batch)
 
 

@@ -1,0 +1,299 @@
+"""Finding the original's levels in a candidate's forward by value.
+
+With the same weights and the same batch on both sides, each level the reference recorded (and each attention
+map) is looked for among every tensor the candidate computed (subjects.capture): in each layout a replica may
+keep it (subjects.layouts: batch-first or time-first, padded to any count with any padding value, packed rows,
+items' rows one after another, a channel slice of a concatenation, attention weights as (N, heads, L)), and in
+the concatenation of every occurrence of one site (a loop over items or segments). A level is found where a
+tensor equals it on every real row within `MATCH_REL` of its magnitude; the earliest such tensor after the
+level's own inputs wins (where it is computed, not where it is next copied).
+
+A level found nowhere is itself evidence: the nearest tensor between the level's inputs and its consumers stands
+in for it (most real rows equal, then one computed by the module holding the level's weights, then one as long
+as the level, then the first), so the forward check measures how far the replica departs there; with nothing of
+a fitting shape, the level stays unrecorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from percepiano_parity.compare.mapping import WeightMap
+from percepiano_parity.compare.structure import level_of
+from percepiano_parity.core.levels import ATTENTIONS, LEVEL_SPACE, LEVELS, Space, level_order
+from percepiano_parity.subjects.capture import Recorded
+from percepiano_parity.subjects.layouts import KINDS, Counts, Layout, prepare, row_at, to_canonical
+from percepiano_parity.subjects.site_tap import LevelSite, as_rows, concatenated
+
+# A located tensor equals the level within 1e-4 of the level's largest magnitude on every real row: 100x the
+# fixed minimum tolerance of the forward check (1e-6), so float32 reordering never hides a level, while any
+# deviation the check reports as a mismatch at the 1e-4 level or above is not "found".
+MATCH_REL = 1e-4
+ATTENTION_INPUTS = {"attn.beat": ("note", "voice"), "attn.measure": ("beat",)}
+ATTENTION_CONSUMER = {"attn.beat": "beat_nodes", "attn.measure": "measure_nodes", "attn.final": "pooled"}
+
+
+@dataclass
+class Candidate:
+    """A tensor the candidate computed (or the concatenation of one site's occurrences)."""
+
+    record: Recorded
+    tensor: Tensor
+    total: int
+    concat: bool = False
+
+
+def candidates(records: Sequence[Recorded], counts: Counts) -> list[Candidate]:
+    """Every fresh recorded tensor, plus, per site that produced several, their concatenation when its rows
+    add up to one of the batch's real row counts."""
+    totals: dict[tuple, int] = {}
+    groups: dict[tuple, list[Recorded]] = {}
+    for r in records:
+        key = (r.site, r.role)
+        totals[key] = totals.get(key, 0) + 1
+        groups.setdefault(key, []).append(r)
+    out = [Candidate(r, r.tensor, totals[(r.site, r.role)]) for r in records if not r.stale]
+    sizes = {counts.n} | {int(c.sum()) for c in counts.by_space.values()}
+    for group in groups.values():
+        if len(group) < 2 or any(r.stale for r in group):
+            continue
+        rows = sum(_rows(r.tensor) for r in group)
+        if rows not in sizes:
+            continue
+        joined = concatenated([r.tensor for r in group])
+        if joined is not None:
+            out.append(Candidate(group[-1], joined, len(group), concat=True))
+    return out
+
+
+def _rows(t: Tensor) -> int:
+    return int(as_rows(t).shape[0]) if t.dim() else 0
+
+
+def space_of(name: str, variant_pool_input: str | None) -> str:
+    if name == "attn.beat":
+        return "note"
+    if name == "attn.measure":
+        return "beat"
+    if name == "attn.final":
+        return str(LEVEL_SPACE.get(variant_pool_input or "contracted", Space.NOTE))
+    return str(LEVEL_SPACE.get(name, Space.POOLED))
+
+
+def layouts_for(t: Tensor, ref: Tensor, space: str, counts: Counts, *, attention: bool) -> list[Layout]:
+    """Layouts in which `t` could hold `ref` (shapes only; the channel offset is found by value later)."""
+    out: list[Layout] = []
+    n, channels = ref.shape[0], ref.shape[-1]
+    squeeze = 0
+    shape = list(t.shape)
+    while len(shape) > 1 and shape[-1] == 1 and channels != 1:
+        shape.pop()
+        squeeze += 1
+    transposes = (False, True) if attention and len(shape) >= 2 else (False,)
+    for transpose in transposes:
+        dims = shape[:-2] + [shape[-1], shape[-2]] if transpose else shape
+        if dims[-1] < channels:
+            continue
+        if space == "pooled":
+            if len(dims) == 2 and dims[0] == n:
+                out.append(Layout("pooled", space, squeeze=squeeze, transpose=transpose))
+            continue
+        real = counts.get(space)
+        if real is None:
+            continue
+        length, total = int(real.max()), int(real.sum())
+        if len(dims) == 3:
+            if dims[0] == n and dims[1] >= length:
+                out.append(Layout("batch_first", space, squeeze=squeeze, transpose=transpose))
+            if dims[1] == n and dims[0] >= length and (dims[0] != n or dims[1] != length):
+                out.append(Layout("time_first", space, squeeze=squeeze, transpose=transpose))
+        elif len(dims) == 2 and dims[0] == total:
+            out.append(Layout("rows", space, squeeze=squeeze, transpose=transpose))
+            if total != length or n > 1:
+                out.append(Layout("packed", space, squeeze=squeeze, transpose=transpose))
+    return out
+
+
+def _real_rows(ref: Tensor, space: str, counts: Counts) -> Tensor | None:
+    if ref.dim() < 3:
+        return None
+    real = counts.get(space)
+    if real is None:
+        return None
+    return torch.arange(ref.shape[1]).unsqueeze(0) < real.unsqueeze(1)
+
+
+@dataclass
+class Score:
+    error: float  # largest |difference| on real rows, relative to the level's largest magnitude
+    mean_error: float  # mean |difference| relative to the mean magnitude
+    matched_rows: float  # share of real rows within the matching tolerance
+
+    @property
+    def found(self) -> bool:
+        return self.error <= MATCH_REL
+
+
+def score(ref: Tensor, cand: Tensor, real: Tensor | None) -> Score | None:
+    if cand.shape != ref.shape:
+        return None
+    a, b = ref.detach().double(), cand.detach().double()
+    diff = (a - b).abs()
+    if real is not None:
+        mask = real.unsqueeze(-1).expand_as(diff)
+        diff, a = diff[mask].view(-1, ref.shape[-1]), a.abs()[mask].view(-1, ref.shape[-1])
+    else:
+        a = a.abs()
+    if diff.numel() == 0:
+        return None
+    scale = float(a.max())
+    tol = MATCH_REL * scale if scale > 0 else 1e-12
+    worst = float(diff.max())
+    if worst != worst:  # NaN
+        return Score(float("inf"), float("inf"), 0.0)
+    rows = diff.reshape(-1, ref.shape[-1]).amax(-1) <= tol
+    mean_scale = float(a.mean()) or 1.0
+    return Score(worst / scale if scale > 0 else worst, float(diff.mean()) / mean_scale, float(rows.double().mean()))
+
+
+def probe_position(ref: Tensor, real: Tensor | None) -> tuple[int, int]:
+    """(item, position) of a real row of the level with the largest magnitude (a row that identifies it)."""
+    if real is None:
+        return int(ref.abs().amax(-1).argmax()), 0
+    magnitude = torch.where(real, ref.abs().amax(-1), ref.new_zeros(()))
+    flat = int(magnitude.argmax())
+    return flat // ref.shape[1], flat % ref.shape[1]
+
+
+def offsets(row: Tensor, probe: Tensor, tol: float) -> list[int]:
+    """Channel offsets at which `row` (a candidate's row, all channels) holds `probe` within `tol`."""
+    channels = probe.shape[-1]
+    if row.shape[-1] < channels:
+        return []
+    windows = row.double().unfold(0, channels, 1)
+    close = ((windows - probe.double()).abs().amax(-1) <= tol).nonzero()
+    return [int(o) for o in close.flatten()[:8]]
+
+
+@dataclass
+class Trial:
+    candidate: Candidate
+    layout: Layout
+    score: Score
+    exact_length: bool = True  # no cropping: the tensor is as long as the level (a padded layout only)
+
+    def nearness(self, own: Set[str]) -> tuple:
+        """How strongly a tensor that does not equal a level stands for it: some of its rows equal the level's,
+        it comes from the module holding the level's weights, it needs no cropping, it comes first."""
+        return (self.score.matched_rows, _within(self.candidate.record.site.module, own), self.exact_length,
+                -self.candidate.record.index)
+
+
+def trials(ref: Tensor, space: str, counts: Counts, pool: Sequence[Candidate], *, attention: bool,
+           exact: bool = True) -> list[Trial]:
+    """Every (candidate, layout) in which the candidate can hold the level, scored. With `exact`, only the ones
+    whose row at the level's most telling position equals it (at any channel offset), the cheap test that keeps
+    locating within a fraction of a forward; without, every fitting one at offset 0 (for the nearest)."""
+    real = _real_rows(ref, space, counts)
+    item, position = probe_position(ref, real)
+    probe = ref[item, position] if ref.dim() == 3 else ref[item]
+    tol = MATCH_REL * float(ref.abs().max()) if ref.numel() else 0.0
+    out = []
+    for cand in pool:
+        for layout in layouts_for(cand.tensor, ref, space, counts, attention=attention):
+            if exact:
+                row = row_at(cand.tensor, layout, counts, item, position)
+                starts = offsets(row, probe, max(tol, 1e-12)) if row is not None else []
+            else:
+                starts = [0] if prepare(cand.tensor, layout).shape[-1] == ref.shape[-1] else []
+            for offset in starts:
+                width = None if prepare(cand.tensor, layout).shape[-1] == ref.shape[-1] else ref.shape[-1]
+                sliced = Layout(layout.kind, layout.space, offset, width, layout.squeeze, layout.transpose)
+                whole = to_canonical(cand.tensor, sliced, counts)
+                if whole is None or whole.shape != ref.shape:
+                    continue
+                got = score(ref, whole, real)
+                if got is not None and (got.found or not exact):
+                    out.append(Trial(cand, sliced, got, _uncropped(cand.tensor, layout, ref)))
+    return out
+
+
+def _uncropped(t: Tensor, layout: Layout, ref: Tensor) -> bool:
+    if layout.kind not in ("batch_first", "time_first") or ref.dim() < 3:
+        return True
+    view = prepare(t, layout)
+    return int(view.shape[1 if layout.kind == "batch_first" else 0]) == int(ref.shape[1])
+
+
+def _site(name: str, trial: Trial) -> LevelSite:
+    c = trial.candidate
+    return LevelSite(name, c.record.site, c.record.role, c.record.occurrence, c.total, c.concat, trial.layout,
+                     trial.score.found, trial.score.error, trial.score.matched_rows)
+
+
+def level_modules(weight_map: WeightMap) -> dict[str, set[str]]:
+    """Level -> the candidate modules holding the weights of the reference modules that compute it."""
+    out: dict[str, set[str]] = {}
+    for r, c in weight_map.pairs.items():
+        out.setdefault(level_of(r), set()).add(c.rsplit(".", 1)[0] if "." in c else "")
+    return out
+
+
+def _within(module: str, roots: Set[str]) -> bool:
+    return any(module == r or module.startswith(r + ".") for r in roots)
+
+
+def _graph_inputs(name: str, graph: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+    if name == "attn.final":  # the head's attention weights are computed from the pooling's input
+        return tuple(graph.get("pooled", ()))
+    return tuple(ATTENTION_INPUTS.get(name, graph.get(name, ())))
+
+
+def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[str, Tensor],
+           records: Sequence[Recorded], counts: Counts, graph: Mapping[str, Sequence[str]],
+           skip: Set[str] = frozenset(), modules: Mapping[str, Set[str]] | None = None,
+           exact_only: bool = False) -> dict[str, LevelSite]:
+    """Each reference level (and attention map) -> where it is in the candidate's recording (see the module
+    docstring); levels with no tensor of a fitting shape are left out. `graph` is level -> input levels;
+    `modules` is level -> the candidate modules paired with the reference modules that compute it (where the
+    nearest tensor of a level found nowhere is looked for first)."""
+    pool = candidates(records, counts)
+    pool.sort(key=lambda c: c.record.index)
+    names = [n for n in LEVELS if n in reference_levels and n != "logits" and n not in skip]
+    names += [n for n in ATTENTIONS if n in reference_attention and n not in skip]
+    names.sort(key=level_order)
+    pool_input = next((d for d in graph.get("pooled", ()) if d in LEVELS), None)
+    found: dict[str, LevelSite] = {}
+    position: dict[str, int] = {}
+    for name in names:
+        ref = reference_levels.get(name, reference_attention.get(name))
+        after = max((position[d] for d in _graph_inputs(name, graph) if d in position), default=-1)
+        window = [c for c in pool if c.record.index > after]
+        hits = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS)
+        if hits:
+            best = min(hits, key=lambda t: (t.candidate.record.index, KINDS.index(t.layout.kind)))
+            found[name] = _site(name, best)
+            position[name] = best.candidate.record.index
+    consumers = {n: [m for m in names if n in _graph_inputs(m, graph)] for n in names}
+    for name in ATTENTIONS:
+        if name in consumers and ATTENTION_CONSUMER[name] in names:
+            consumers[name] = [ATTENTION_CONSUMER[name]]
+    exact = dict(position)
+    for name in names:
+        if name in found or exact_only:
+            continue
+        ref = reference_levels.get(name, reference_attention.get(name))
+        after = max((position[d] for d in _graph_inputs(name, graph) if d in position), default=-1)
+        before = min((exact[m] for m in consumers.get(name, []) if m in exact), default=len(records) + 1)
+        window = [c for c in pool if after < c.record.index < before]
+        paired = (modules or {}).get(name, set())
+        near = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS, exact=False)
+        if near:
+            best = max(near, key=lambda t: t.nearness(paired))
+            found[name] = _site(name, best)
+            position[name] = best.candidate.record.index
+    return found
