@@ -24,10 +24,11 @@ def location_rows(state: ComparisonState) -> list[dict[str, Any]]:
         site = state.located.get(name)
         if site is None:
             rows.append({"level": name, "found": "no", "op": "—", "module": "—", "source": "—", "called_from": "—",
-                         "layout": "no tensor of a fitting shape", "max_rel": None})
+                         "layout": "no tensor of a fitting shape", "recorded_at": "—", "max_rel": None})
             continue
         rows.append({k: site.get(k) or "—" if k != "max_rel" else site.get(k)
-                     for k in ("level", "found", "op", "module", "source", "called_from", "layout", "max_rel")})
+                     for k in ("level", "found", "op", "module", "source", "called_from", "layout", "recorded_at",
+                               "max_rel")})
     return rows
 
 

@@ -89,6 +89,13 @@ def _scale(ref: Tensor, mask: Tensor | None) -> float:
     return float(a.max()) if a.numel() else 0.0
 
 
+def telling_batch(batches: Sequence[CanonicalBatch]) -> CanonicalBatch:
+    """The batch that pairing and locating look at: of the normal batches (not edge cases), the one with the most
+    distinct lengths, so that padding and packing differences show (the first one on a tie)."""
+    normal = [b for b in batches if not any(t.startswith("edge:") for t in b.tags)] or list(batches)
+    return max(normal, key=lambda b: len(set(b.lengths)))
+
+
 class Engine:
     def __init__(self, reference: Subject, candidate: Subject, *, variant: str, config: ModelConfig,
                  options: EngineOptions | None = None) -> None:
@@ -416,7 +423,7 @@ class Engine:
         progress = self.options.progress
         if progress:
             progress("prepare", 0, len(batches))
-        self.prepare(batches[0])
+        self.prepare(telling_batch(batches))
         for i, batch in enumerate(batches):
             self.fold_batch(i, batch)
             if progress:

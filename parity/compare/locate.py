@@ -5,8 +5,10 @@ map) is looked for among every tensor the candidate computed (subjects.capture):
 keep it (subjects.layouts: batch-first or time-first, padded to any count with any padding value, packed rows,
 items' rows one after another, a channel slice of a concatenation, attention weights as (N, heads, L)), and in
 the concatenation of every occurrence of one site (a loop over items or segments). A level is found where a
-tensor equals it on every real row within `MATCH_REL` of its magnitude; the earliest such tensor after the
-level's own inputs wins (where it is computed, not where it is next copied).
+tensor equals it on every real row within `MATCH_REL` of its magnitude; of those, the last one before anything
+computed from the level is recorded (its final form: an earlier tensor may equal it only by chance on one batch),
+a whole tensor before a slice of a later concatenation, a padded layout before rows whose count could fit by
+chance; the report names the first computing operation that produced it.
 
 A level found nowhere is itself evidence: the nearest tensor between the level's inputs and its consumers stands
 in for it (most real rows equal, then one computed by the module holding the level's weights, then one as long
@@ -33,6 +35,11 @@ from percepiano_parity.subjects.site_tap import LevelSite, as_rows, concatenated
 # fixed minimum tolerance of the forward check (1e-6), so float32 reordering never hides a level, while any
 # deviation the check reports as a mismatch at the 1e-4 level or above is not "found".
 MATCH_REL = 1e-4
+# operations that only move or re-lay values: where a level is recorded, not where it is computed
+MOVES = frozenset({"_pack_padded_sequence", "_pad_packed_sequence", "index_select", "view", "reshape", "transpose",
+                   "permute", "unsqueeze", "squeeze", "contiguous", "clone", "to", "__getitem__", "flatten",
+                   "expand", "detach", "cpu", "float", "double", "narrow", "select", "stack", "pad_sequence",
+                   "masked_select", "gather", "copy_", "__setitem__"})
 ATTENTION_INPUTS = {"attn.beat": ("note", "voice"), "attn.measure": ("beat",)}
 ATTENTION_CONSUMER = {"attn.beat": "beat_nodes", "attn.measure": "measure_nodes", "attn.final": "pooled"}
 
@@ -130,7 +137,6 @@ def _real_rows(ref: Tensor, space: str, counts: Counts) -> Tensor | None:
 @dataclass
 class Score:
     error: float  # largest |difference| on real rows, relative to the level's largest magnitude
-    mean_error: float  # mean |difference| relative to the mean magnitude
     matched_rows: float  # share of real rows within the matching tolerance
 
     @property
@@ -139,25 +145,23 @@ class Score:
 
 
 def score(ref: Tensor, cand: Tensor, real: Tensor | None) -> Score | None:
+    """How far `cand` is from the level on its real rows (in the level's own precision: the matching tolerance
+    is 1e-4 relative, far above float32 rounding). Row maxima first, so nothing of the level's size is copied."""
     if cand.shape != ref.shape:
         return None
-    a, b = ref.detach().double(), cand.detach().double()
-    diff = (a - b).abs()
+    a = ref.detach()
+    row_error = (a - cand.detach().to(a.dtype)).abs_().amax(-1)
+    row_size = a.abs().amax(-1)
     if real is not None:
-        mask = real.unsqueeze(-1).expand_as(diff)
-        diff, a = diff[mask].view(-1, ref.shape[-1]), a.abs()[mask].view(-1, ref.shape[-1])
-    else:
-        a = a.abs()
-    if diff.numel() == 0:
+        row_error, row_size = row_error[real], row_size[real]
+    if row_error.numel() == 0:
         return None
-    scale = float(a.max())
-    tol = MATCH_REL * scale if scale > 0 else 1e-12
-    worst = float(diff.max())
+    scale = float(row_size.max())
+    worst = float(row_error.max())
     if worst != worst:  # NaN
-        return Score(float("inf"), float("inf"), 0.0)
-    rows = diff.reshape(-1, ref.shape[-1]).amax(-1) <= tol
-    mean_scale = float(a.mean()) or 1.0
-    return Score(worst / scale if scale > 0 else worst, float(diff.mean()) / mean_scale, float(rows.double().mean()))
+        return Score(float("inf"), 0.0)
+    tol = MATCH_REL * scale if scale > 0 else 1e-12
+    return Score(worst / scale if scale > 0 else worst, float((row_error <= tol).float().mean()))
 
 
 def probe_position(ref: Tensor, real: Tensor | None) -> tuple[int, int]:
@@ -170,13 +174,20 @@ def probe_position(ref: Tensor, real: Tensor | None) -> tuple[int, int]:
 
 
 def offsets(row: Tensor, probe: Tensor, tol: float) -> list[int]:
-    """Channel offsets at which `row` (a candidate's row, all channels) holds `probe` within `tol`."""
+    """Channel offsets at which `row` (a candidate's row, all channels) holds `probe` within `tol`: first the
+    positions holding the probe's first value, then the whole window at those only."""
     channels = probe.shape[-1]
     if row.shape[-1] < channels:
         return []
-    windows = row.double().unfold(0, channels, 1)
-    close = ((windows - probe.double()).abs().amax(-1) <= tol).nonzero()
-    return [int(o) for o in close.flatten()[:8]]
+    row, probe = row.detach(), probe.detach().to(row.dtype)
+    starts = ((row[: row.shape[-1] - channels + 1] - probe[0]).abs() <= tol).nonzero().flatten()
+    out = []
+    for start in starts[:64].tolist():
+        if float((row[start:start + channels] - probe).abs().max()) <= tol:
+            out.append(int(start))
+            if len(out) == 8:
+                break
+    return out
 
 
 @dataclass
@@ -229,10 +240,13 @@ def _uncropped(t: Tensor, layout: Layout, ref: Tensor) -> bool:
     return int(view.shape[1 if layout.kind == "batch_first" else 0]) == int(ref.shape[1])
 
 
-def _site(name: str, trial: Trial) -> LevelSite:
+def _site(name: str, trial: Trial, origin: Trial | None = None) -> LevelSite:
     c = trial.candidate
+    computed = origin.candidate.record if origin is not None and origin is not trial else None
     return LevelSite(name, c.record.site, c.record.role, c.record.occurrence, c.total, c.concat, trial.layout,
-                     trial.score.found, trial.score.error, trial.score.matched_rows)
+                     trial.score.found, trial.score.error, trial.score.matched_rows,
+                     computed.site if computed is not None else None,
+                     computed.role if computed is not None else "")
 
 
 def level_modules(weight_map: WeightMap) -> dict[str, set[str]]:
@@ -267,21 +281,37 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
     names += [n for n in ATTENTIONS if n in reference_attention and n not in skip]
     names.sort(key=level_order)
     pool_input = next((d for d in graph.get("pooled", ()) if d in LEVELS), None)
-    found: dict[str, LevelSite] = {}
-    position: dict[str, int] = {}
-    for name in names:
-        ref = reference_levels.get(name, reference_attention.get(name))
-        after = max((position[d] for d in _graph_inputs(name, graph) if d in position), default=-1)
-        window = [c for c in pool if c.record.index > after]
-        hits = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS)
-        if hits:
-            best = min(hits, key=lambda t: (t.candidate.record.index, KINDS.index(t.layout.kind)))
-            found[name] = _site(name, best)
-            position[name] = best.candidate.record.index
     consumers = {n: [m for m in names if n in _graph_inputs(m, graph)] for n in names}
     for name in ATTENTIONS:
         if name in consumers and ATTENTION_CONSUMER[name] in names:
             consumers[name] = [ATTENTION_CONSUMER[name]]
+    hits: dict[str, list[Trial]] = {}
+    earliest: dict[str, int] = {}
+    for name in names:
+        ref = reference_levels.get(name, reference_attention.get(name))
+        after = max((earliest[d] for d in _graph_inputs(name, graph) if d in earliest), default=-1)
+        window = [c for c in pool if c.record.index > after]
+        found_here = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS)
+        if found_here:
+            hits[name] = found_here
+            earliest[name] = min(t.candidate.record.index for t in found_here)
+    found: dict[str, LevelSite] = {}
+    position: dict[str, int] = {}
+    for name in names:
+        if name not in hits:
+            continue
+        # the level's final form: the last tensor equal to it before anything computed from it (an earlier one
+        # may equal it only by chance on this batch, e.g. a gather before the mask that zeroes some rows),
+        # a whole tensor rather than a slice of a later concatenation
+        after = max((position[d] for d in _graph_inputs(name, graph) if d in position), default=-1)
+        before = min((earliest[m] for m in consumers.get(name, []) if m in earliest), default=len(records) + 1)
+        usable = [t for t in hits[name] if after < t.candidate.record.index < before] or hits[name]
+        best = max(usable, key=lambda t: (t.layout.width is None, -KINDS.index(t.layout.kind),
+                                          t.candidate.record.index))
+        computing = [t for t in usable if t.candidate.record.site.op not in MOVES] or usable
+        origin = min(computing, key=lambda t: t.candidate.record.index)
+        found[name] = _site(name, best, origin)
+        position[name] = best.candidate.record.index
     exact = dict(position)
     for name in names:
         if name in found or exact_only:

@@ -120,10 +120,13 @@ def group_modules(reference: nn.Module, candidate: nn.Module, ref_modules: Itera
     rank_r, rank_c = ranks(reference, ref_order), ranks(candidate, cand_order)
     groups_r: dict[tuple, list[str]] = defaultdict(list)
     groups_c: dict[tuple, list[str]] = defaultdict(list)
-    for n in ref_modules:
-        groups_r[of(mods_r[n])].append(n)
-    for n in cand_modules:
-        groups_c[of(mods_c[n])].append(n)
+    wanted_r, wanted_c = set(ref_modules), set(cand_modules)
+    for n in mods_r:  # registration order: deterministic, and the order ties keep
+        if n in wanted_r:
+            groups_r[of(mods_r[n])].append(n)
+    for n in mods_c:
+        if n in wanted_c:
+            groups_c[of(mods_c[n])].append(n)
     out = []
     for sig, names_r in groups_r.items():
         names_c = groups_c.get(sig, [])

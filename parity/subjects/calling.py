@@ -174,8 +174,10 @@ class ModelCall:
             out.append((role, p.name))
         missing = sorted(wanted - taken)
         if missing:
-            raise ConventionError(f"the adapter of {self.source} declares {', '.join(missing)}, but the forward has "
-                                  "no parameter named like it; declare `arguments` in the adapter")
+            names = ", ".join(p.name for p in params)
+            raise ConventionError(f"the forward of {self.source} ({names}) has no parameter for "
+                                  f"{', '.join(missing)}; declare `arguments` in the adapter (names from x, "
+                                  "note_locations, mask, lengths) or give it a forward(model, model_input)")
         return out
 
     def arguments(self, model: nn.Module, model_input: ModelInput) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -86,33 +86,47 @@ def _detect_arguments(model: nn.Module, c: Conventions) -> Conventions:
     return c.with_(**changes, detected=detected)
 
 
-def _detect_input(model: nn.Module, call: ModelCall, inp: ModelInput, reference_width: int) -> tuple[ModelCall, Any]:
+BASE_1 = {"beat": 1, "measure": 1, "voice": 0, "section": 0}
+
+
+def _trials(call: ModelCall, model: nn.Module, reference_width: int) -> list[tuple[str, int | None, bool]]:
+    """(input kind, width, numbered from 1) in the order tried: the original's conventions first."""
     c = call.conventions
-    kinds = [c.input] if "input" in c.declared or call.adapter_forward is not None else ["packed", "padded"]
-    widths: list[int | None] = [c.input_width] if "input_width" in c.declared else [None]
+    own = call.adapter_forward is not None
+    kinds = [c.input] if "input" in c.declared or own else ["packed", "padded"]
+    bases = [False] if "location_base" in c.declared or own else [False, True]
+    widths: list[int | None] = [c.input_width] if "input_width" in c.declared or own else \
+        [None, *_widths(model, reference_width)]
+    return [(kind, width, base) for width in widths for base in bases for kind in kinds]
+
+
+def _detect_input(model: nn.Module, call: ModelCall, inp: ModelInput, reference_width: int) -> tuple[ModelCall, Any]:
+    """The first input convention the model accepts (kind, width, and numbering from 1 if it only runs so)."""
+    c = call.conventions
     errors = []
-    for width_round in range(2):
-        for width in widths:
-            for kind in kinds:
-                trial = call.with_conventions(c.with_(input=kind, input_width=width))
-                raw, error = _try(trial, model, inp)
-                if error is None and not _readable(raw, trial, inp):  # it ran: say what it returned
-                    read_output(raw, trial.conventions, batch=len(inp.lengths), num_label=trial.num_label,
-                                source=trial.source)
-                if error is None:
-                    detected = dict(c.detected)
-                    if "input" not in c.declared and call.adapter_forward is None:
-                        detected["input"] = (f"the forward accepts a {'PackedSequence' if kind == 'packed' else 'padded (N, T, F) tensor'}"
-                                             + (f" (tried first: {errors[0]})" if errors else ""))
-                    if width is not None and "input_width" not in c.declared:
-                        detected["input_width"] = (f"{reference_width} columns are refused; the model takes {width} "
-                                                   "(extra columns filled with zeros)")
-                    return trial.with_conventions(trial.conventions.with_(detected=detected)), raw
-                errors.append(f"{kind}{'' if width is None else f' x{width}'}: {error}")
-        if width_round == 0 and "input_width" not in c.declared and call.adapter_forward is None:
-            widths = list(_widths(model, reference_width))
-        else:
-            break
+    for kind, width, base in _trials(call, model, reference_width):
+        changes: dict[str, Any] = {"input": kind, "input_width": width}
+        if base:
+            changes["location_base"] = BASE_1
+        trial = call.with_conventions(c.with_(**changes))
+        raw, error = _try(trial, model, inp)
+        if error is None and not _readable(raw, trial, inp):  # it ran: say what it returned
+            read_output(raw, trial.conventions, batch=len(inp.lengths), num_label=trial.num_label,
+                        source=trial.source)
+        if error is not None:
+            errors.append(f"{kind}{'' if width is None else f' x{width}'}{', from 1' if base else ''}: {error}")
+            continue
+        detected = dict(c.detected)
+        if "input" not in c.declared and call.adapter_forward is None:
+            what = "PackedSequence" if kind == "packed" else "padded (N, T, F) tensor"
+            detected["input"] = f"the forward accepts a {what}" + (f" (tried first: {errors[0]})" if errors else "")
+        if width is not None and "input_width" not in c.declared:
+            detected["input_width"] = (f"{reference_width} columns are refused; the model takes {width} (extra "
+                                       "columns filled with zeros)")
+        if base:
+            detected["location_base"] = ("the model fails with beats and measures numbered from 0 and runs with "
+                                         "them numbered from 1: 0 means padding to this model")
+        return trial.with_conventions(trial.conventions.with_(detected=detected)), raw
     if len(errors) == 1:
         raise AdapterError(f"the replica ({call.source}) failed on the probe batch (2 short segments) with "
                            f"{errors[0]}")
@@ -140,14 +154,14 @@ def _close(a: Any, b: Any, call: ModelCall) -> bool:
 
 def _detect_base(model: nn.Module, call: ModelCall, inp: ModelInput, first: Any) -> ModelCall:
     c = call.conventions
-    if "location_base" in c.declared or call.adapter_forward is not None:
+    if "location_base" in c.declared or "location_base" in c.detected or call.adapter_forward is not None:
         return call
     one, error_one = _try(call, model, _shifted(inp, 1))
     two, _ = _try(call, model, _shifted(inp, 2))
     detected = dict(c.detected)
     if error_one is None and one is not None and two is not None and not _close(first, one, call) and \
             _close(one, two, call):
-        base = {"beat": 1, "measure": 1, "voice": 0, "section": 0}
+        base = BASE_1
         detected["location_base"] = ("the output changes when beats and measures are numbered from 0 instead of 1 "
                                      "but not from 1 to 2: 0 means padding to this model")
         return call.with_conventions(c.with_(location_base=base, detected=detected))

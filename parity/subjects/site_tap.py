@@ -47,17 +47,23 @@ class LevelSite:
     found: bool
     error: float
     matched_rows: float = 1.0  # share of the level's real rows equal to the reference's
+    computed_at: Site | None = None  # where it is first computed, when that is not where it is recorded
+    computed_role: str = ""
 
     @property
     def key(self) -> tuple[Site, str]:
         return self.site, self.role
 
     def describe(self) -> dict[str, Any]:
-        op = self.site.op if self.role == "output" else f"{self.site.op} ({self.role})"
+        origin, role = (self.computed_at, self.computed_role) if self.computed_at else (self.site, self.role)
+        op = origin.op if role == "output" else f"{origin.op} ({role})"
+        recorded = "" if self.computed_at is None else \
+            f"{self.site.op} at {_short(self.site.where)}" + ("" if self.role == "output" else f" ({self.role})")
         return {"level": self.name, "found": "yes" if self.found else "nearest", "op": op,
-                "module": self.site.module or "(model)", "source": _short(self.site.where),
-                "function": self.site.function,
-                "called_from": _short(self.site.callers[0]) if self.site.callers else "",
+                "module": origin.module or "(model)", "source": _short(origin.where),
+                "function": origin.function,
+                "called_from": _short(origin.callers[0]) if origin.callers else "",
+                "recorded_at": recorded,
                 "occurrence": "all (concatenated)" if self.concat else
                 f"{self.occurrence + 1} of {self.total}", "layout": self.layout.describe(),
                 "max_rel": self.error}
