@@ -12,8 +12,9 @@ chance; the report names the first computing operation that produced it.
 
 A level found nowhere is itself evidence: the nearest tensor between the level's inputs and its consumers stands
 in for it (most real rows equal, then one computed by the module holding the level's weights, then one as long
-as the level, then the first), so the forward check measures how far the replica departs there; with nothing of
-a fitting shape, the level stays unrecorded.
+as the level, then the first), so the forward check measures how far the replica departs there. A level is left
+unrecorded (a warning: it cannot be compared) when nothing of a fitting shape stands for it, or when every level
+computed from it was found: then it is kept in a layout not known here, and it does not depart.
 """
 
 from __future__ import annotations
@@ -204,8 +205,11 @@ class Trial:
                 -self.candidate.record.index)
 
 
+LayoutCache = dict[tuple, list[Layout]]
+
+
 def trials(ref: Tensor, space: str, counts: Counts, pool: Sequence[Candidate], *, attention: bool,
-           exact: bool = True) -> list[Trial]:
+           exact: bool = True, cache: LayoutCache | None = None) -> list[Trial]:
     """Every (candidate, layout) in which the candidate can hold the level, scored. With `exact`, only the ones
     whose row at the level's most telling position equals it (at any channel offset), the cheap test that keeps
     locating within a fraction of a forward; without, every fitting one at offset 0 (for the nearest)."""
@@ -214,8 +218,13 @@ def trials(ref: Tensor, space: str, counts: Counts, pool: Sequence[Candidate], *
     probe = ref[item, position] if ref.dim() == 3 else ref[item]
     tol = MATCH_REL * float(ref.abs().max()) if ref.numel() else 0.0
     out = []
+    cache = {} if cache is None else cache
     for cand in pool:
-        for layout in layouts_for(cand.tensor, ref, space, counts, attention=attention):
+        key = (tuple(cand.tensor.shape), tuple(ref.shape), space, attention)
+        fitting = cache.get(key)
+        if fitting is None:  # loops give many tensors of few shapes: the shapes decide the layouts
+            fitting = cache[key] = layouts_for(cand.tensor, ref, space, counts, attention=attention)
+        for layout in fitting:
             if exact:
                 row = row_at(cand.tensor, layout, counts, item, position)
                 starts = offsets(row, probe, max(tol, 1e-12)) if row is not None else []
@@ -287,11 +296,13 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
             consumers[name] = [ATTENTION_CONSUMER[name]]
     hits: dict[str, list[Trial]] = {}
     earliest: dict[str, int] = {}
+    cache: LayoutCache = {}
     for name in names:
         ref = reference_levels.get(name, reference_attention.get(name))
         after = max((earliest[d] for d in _graph_inputs(name, graph) if d in earliest), default=-1)
         window = [c for c in pool if c.record.index > after]
-        found_here = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS)
+        found_here = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS,
+                            cache=cache)
         if found_here:
             hits[name] = found_here
             earliest[name] = min(t.candidate.record.index for t in found_here)
@@ -316,12 +327,15 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
     for name in names:
         if name in found or exact_only:
             continue
+        if consumers.get(name) and all(m in exact for m in consumers[name]):
+            continue  # what is computed from it equals the reference: a layout not known here, not a departure
         ref = reference_levels.get(name, reference_attention.get(name))
         after = max((position[d] for d in _graph_inputs(name, graph) if d in position), default=-1)
         before = min((exact[m] for m in consumers.get(name, []) if m in exact), default=len(records) + 1)
         window = [c for c in pool if after < c.record.index < before]
         paired = (modules or {}).get(name, set())
-        near = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS, exact=False)
+        near = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS, exact=False,
+                      cache=cache)
         if near:
             best = max(near, key=lambda t: t.nearness(paired))
             found[name] = _site(name, best)

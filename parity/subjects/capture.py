@@ -72,6 +72,17 @@ class Recorded:
         return self.tensor._version != self.version
 
 
+_KIND: dict[str, int] = {}  # file name -> 0 the model's code, 1 torch's (skipped), 2 the tool's (the walk ends)
+
+
+def _kind(name: str) -> int:
+    kind = _KIND.get(name)
+    if kind is None:
+        kind = _KIND[name] = 2 if name.startswith(_HERE) else \
+            1 if name.startswith(TORCH_DIR) or name.startswith("<frozen") else 0
+    return kind
+
+
 def user_frame(start: Any) -> tuple[str, int, str, tuple[str, ...]]:
     """(file, line, function, callers) of the first frame from `start` outward that is neither torch's nor the
     recorder's own; callers are the enclosing user frames up to where the tool called the model."""
@@ -79,14 +90,15 @@ def user_frame(start: Any) -> tuple[str, int, str, tuple[str, ...]]:
     found: tuple[str, int, str] | None = None
     callers: list[str] = []
     while frame is not None:
-        name = frame.f_code.co_filename
-        if name.startswith(_HERE):
+        code = frame.f_code
+        kind = _kind(code.co_filename)
+        if kind == 2:
             break  # the tool's calling path: everything outward is the tool's, not the model's
-        if not name.startswith(TORCH_DIR) and not name.startswith("<frozen"):
+        if kind == 0:
             if found is None:
-                found = (name, frame.f_lineno, frame.f_code.co_name)
+                found = (code.co_filename, frame.f_lineno, code.co_name)
             elif len(callers) < MAX_CALLERS:
-                callers.append(f"{name}:{frame.f_lineno}")
+                callers.append(f"{code.co_filename}:{frame.f_lineno}")
             else:
                 break
         frame = frame.f_back
@@ -136,6 +148,47 @@ def _floating(value: Any) -> bool:
     return isinstance(value, Tensor) and value.is_floating_point() and value.dim() > 0
 
 
+def writes_first(func: Any) -> bool:
+    """Whether an operation writes into its first argument (x[i] = v, x.add_(y), ...)."""
+    name = op_name(func)
+    return name == "__setitem__" or (name.endswith("_") and not name.startswith("__"))
+
+
+class WriteTracker:
+    """Tensors written in place since they were last recorded: a buffer filled slice by slice (a level that never
+    exists as a tensor of its own) is recorded when an operation next reads it. Per operation this costs one
+    dictionary test while nothing is pending, so recording a loop-heavy forward stays cheap."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, Tensor] = {}
+        self._writes: dict[Any, bool] = {}
+
+    def writes(self, func: Any) -> bool:
+        known = self._writes.get(func)
+        if known is None:
+            known = self._writes[func] = writes_first(func)
+        return known
+
+    def read(self, func: Any, args: tuple) -> list[tuple[int, Tensor]]:
+        """The pending tensors among what `func` reads of `args` (taken off the list: recorded once per change;
+        the target of a write is not read)."""
+        if not self.pending:
+            return []
+        first = 1 if self.writes(func) else 0
+        found = [(i, a) for i, a in enumerate(args) if i >= first and type(a) is Tensor and id(a) in self.pending]
+        for _, a in found:
+            del self.pending[id(a)]
+        return found
+
+    def wrote(self, func: Any, args: tuple) -> None:
+        if self.writes(func) and args and isinstance(args[0], Tensor) and args[0].is_floating_point():
+            target: Tensor | None = args[0]
+            while target is not None:  # a slice written through: its base is what is read next
+                if not isinstance(target, nn.Parameter):
+                    self.pending[id(target)] = target
+                target = target._base
+
+
 class OpRecorder(TorchFunctionMode):
     """Records every floating tensor one forward computes (see the module docstring); use `recording(model)`."""
 
@@ -147,10 +200,14 @@ class OpRecorder(TorchFunctionMode):
         # id(tensor) -> (the tensor, its version when last recorded); holding the tensor keeps its id unique
         self._seen: dict[int, tuple[Tensor, int]] = {}
         self.paused = False  # set while the recorder's own hooks run
+        self.writes = WriteTracker()
+        self._sites: dict[tuple, Site] = {}
+        self._frames: dict[tuple[int, int], tuple[Any, tuple[str, int, str, tuple[str, ...]]]] = {}
 
     def add(self, site: Site, role: str, tensor: Tensor) -> None:
         version = tensor._version
-        if self._seen.get(id(tensor), (None, -1))[1] == version:
+        seen = self._seen.get(id(tensor))
+        if seen is not None and seen[1] == version:
             return
         self._seen[id(tensor)] = (tensor, version)
         key = (site, role)
@@ -162,15 +219,18 @@ class OpRecorder(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.paused:
             return func(*args, **kwargs)
-        changed = [(i, a) for i, a in enumerate(args) if _floating(a) and a._version
-                   and not isinstance(a, nn.Parameter) and self._seen.get(id(a), (None, -1))[1] != a._version]
+        changed = self.writes.read(func, args)
         site = None
         if changed:  # read after an in-place change: recorded as it is before this operation runs
             site = self._site(func)
             for i, value in changed:
                 self.add(site, f"input {i}", value)
         out = func(*args, **kwargs)
-        if not _floating(out) and (type(out) is torch.Size or not isinstance(out, tuple | list)):
+        self.writes.wrote(func, args)
+        kind = type(out)
+        if kind is not Tensor and kind is not tuple and kind is not list:
+            return out  # ints, bools, sizes, None: nothing to record
+        if kind is Tensor and not (out.is_floating_point() and out.dim() > 0):
             return out
         outputs = [(f"output {k}" if k else "output", v) for k, v in enumerate(out)] \
             if isinstance(out, tuple | list) else [("output", out)]
@@ -182,8 +242,26 @@ class OpRecorder(TorchFunctionMode):
         return out
 
     def _site(self, func: Any) -> Site:
-        file, line, function, callers = user_frame(sys._getframe(2))
-        return Site(op_name(func), self.modules.current, file, line, function, callers)
+        frame = sys._getframe(2)
+        while frame is not None and _kind(frame.f_code.co_filename) == 1:
+            frame = frame.f_back  # torch's own frames (a module's forward, a functional)
+        if frame is None:
+            where: tuple[str, int, str, tuple[str, ...]] = ("", 0, "", ())
+        else:
+            # the same frame on the same line (a loop body) has the same callers: walk the stack once for it
+            key = (id(frame), frame.f_lineno)
+            hit = self._frames.get(key)
+            if hit is not None and hit[0] is frame:
+                where = hit[1]
+            else:
+                where = user_frame(frame)
+                self._frames[key] = (frame, where)
+        file, line, function, callers = where
+        raw = (op_name(func), self.modules.current, file, line, function, callers)
+        site = self._sites.get(raw)
+        if site is None:  # one object per site: its hash is computed once per site, not once per tensor
+            site = self._sites[raw] = Site(*raw)
+        return site
 
 
 def module_outputs(output: Any) -> Iterator[tuple[str, Tensor]]:
@@ -226,3 +304,4 @@ def recording(model: nn.Module) -> Iterator[OpRecorder]:
             yield recorder
     finally:
         modules.remove()
+        recorder._frames.clear()  # frames hold their locals: let them go with the forward

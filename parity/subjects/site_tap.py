@@ -22,6 +22,7 @@ from torch.overrides import TorchFunctionMode
 from percepiano_parity.subjects.capture import (
     ModuleStack,
     Site,
+    WriteTracker,
     _floating,
     module_outputs,
     op_name,
@@ -110,8 +111,7 @@ class _SiteMode(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         tap = self.tap
-        changed = [(i, a) for i, a in enumerate(args) if _floating(a) and a._version
-                   and not isinstance(a, nn.Parameter) and tap.seen.get(id(a), (None, -1))[1] != a._version]
+        changed = tap.writes.read(func, args)
         name = op_name(func)
         site = None
         if name in tap.ops:
@@ -119,11 +119,8 @@ class _SiteMode(TorchFunctionMode):
             site = Site(name, tap.modules.current, file, line, function, callers)
             for i, value in changed:
                 tap.keep(site, f"input {i}", value)
-        for _, a in changed:
-            tap.seen[id(a)] = (a, a._version)
         out = func(*args, **(kwargs or {}))
-        if isinstance(out, Tensor) and out._version and _floating(out):
-            tap.seen[id(out)] = (out, out._version)  # as the locating recorder marks what it recorded
+        tap.writes.wrote(func, args)
         if site is None:
             return out
         outputs = [(f"output {k}" if k else "output", v) for k, v in enumerate(out)] \
@@ -144,7 +141,7 @@ class SiteTap:
         self.ops = {s.site.op for s in self.sites if not s.site.op.startswith("module ")}
         self.module_sites = {s.site.module for s in self.sites if s.site.op.startswith("module ")}
         self.values: dict[tuple[Site, str], list[Tensor]] = {}
-        self.seen: dict[int, tuple[Tensor, int]] = {}
+        self.writes = WriteTracker()
         self.modules: ModuleStack
 
     def keep(self, site: Site, role: str, value: Tensor) -> None:
@@ -155,7 +152,7 @@ class SiteTap:
     def recording(self, model: nn.Module) -> Iterator[SiteTap]:
         self.modules = ModuleStack(model)
         self.values.clear()
-        self.seen.clear()
+        self.writes = WriteTracker()
         named = dict(model.named_modules())
 
         def module_hook(name: str) -> Any:
@@ -176,7 +173,7 @@ class SiteTap:
                 yield self
         finally:
             self.modules.remove()
-            self.seen.clear()
+            self.writes = WriteTracker()
 
     def levels(self, counts: Counts) -> dict[str, Tensor]:
         out = {}

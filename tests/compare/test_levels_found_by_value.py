@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.checks import forward, run_model_checks
 from percepiano_parity.compare.aggregate import DiffAgg, LevelAgg
 from percepiano_parity.compare.engine import Engine
+from percepiano_parity.compare.locate import locate
 from percepiano_parity.compare.state import ComparisonState
 from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.core.findings import Severity
@@ -18,6 +20,8 @@ from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.diagnosis import diagnose
 from percepiano_parity.replica import SMALL_CONFIG, build
 from percepiano_parity.subjects.adapter import Adapter
+from percepiano_parity.subjects.capture import Recorded, Site
+from percepiano_parity.subjects.layouts import Counts
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
 from percepiano_parity.subjects.subject import SubjectInfo
 from percepiano_parity.subjects.user_subject import call_factory, load_factory, make_user_subject
@@ -104,3 +108,24 @@ def test_a_level_nothing_fits_is_a_warning_and_a_lone_layout_error_is_never_inhe
     assert missing.severity == Severity.WARNING and "cannot be compared" in missing.message
     measure = next(f for f in result.findings if f.location == "measure" and f.kind.startswith("forward.shape"))
     assert measure.severity == Severity.ERROR  # no earlier level differs: nothing to inherit from
+
+
+def _recorded(index: int, op: str, tensor) -> Recorded:
+    return Recorded(index, Site(op, "m", "model.py", index + 1, "forward"), 0, "output", tensor, tensor._version)
+
+
+def test_a_level_found_nowhere_is_left_out_when_what_is_computed_from_it_matches():
+    g = torch.Generator().manual_seed(0)
+    counts = Counts(2, {"note": torch.tensor([3, 3]), "beat": torch.tensor([2, 2])})
+    note, voice, other = (torch.randn(2, 3, 4, generator=g) for _ in range(3))
+    other[0] = voice[0]  # half the rows equal: it stands for voice if voice is found nowhere
+    nodes = torch.randn(2, 2, 8, generator=g)
+    graph = {"note": (), "voice": (), "beat_nodes": ("note", "voice")}
+    levels = {"note": note, "voice": voice, "beat_nodes": nodes}
+    kept_elsewhere = [_recorded(0, "lstm", note), _recorded(1, "odd", other), _recorded(2, "pool", nodes)]
+    sites = locate(levels, {}, kept_elsewhere, counts, graph)
+    assert set(sites) == {"note", "beat_nodes"}  # voice: a layout not known here, its consumer matches
+    departing = [_recorded(0, "lstm", note), _recorded(1, "odd", other), _recorded(2, "pool", nodes + 1)]
+    sites = locate(levels, {}, departing, counts, graph)
+    assert sites["voice"].site.op == "odd" and not sites["voice"].found  # the nearest stands in
+    assert sites["beat_nodes"].site.op == "pool" and not sites["beat_nodes"].found
