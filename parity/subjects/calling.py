@@ -9,7 +9,13 @@ Every check that runs a user's model (forward, gradients, teacher forcing, the t
 `ModelCall`; the user's forward itself runs in exactly one place, `invoke`, so a guard around user code has one
 place to wrap. Inputs are built from `replica.batch.ModelInput` (packed features, zero-padded note locations,
 lengths) as `subjects.conventions` describes; outputs are read as `Conventions.output` says (a dict at its key,
-a tuple by its first element, sigmoid outputs inverted in float64).
+a tuple by its first element, sigmoid outputs inverted in float64). The original's own convention, the default:
+a PackedSequence (dataset.py:223 pack_sequence(enforce_sorted=False)), zero-padded int64 (N, T) locations, and
+logits out (the loss applies the sigmoid, train_m2pf.py:122-155).
+
+Errors: ConventionError (a declaration the forward cannot take: one line, exit 2), AdapterError (an output
+without an (N, num_label) tensor: one line, exit 2); anything the user's forward raises propagates unchanged
+from `invoke` to the caller, which reports it.
 """
 
 from __future__ import annotations

@@ -189,6 +189,38 @@ class WriteTracker:
                 target = target._base
 
 
+class SiteFinder:
+    """Sites of operations, cheaply: the same frame on the same line (a loop body) has the same callers, so the
+    stack is walked once for it; one Site object per site, so its hash is computed once. Holds frames until
+    `clear()`."""
+
+    def __init__(self) -> None:
+        self._sites: dict[tuple, Site] = {}
+        self._frames: dict[tuple[int, int], tuple[Any, tuple[str, int, str, tuple[str, ...]]]] = {}
+
+    def at(self, op: str, module: str, frame: Any) -> Site:
+        while frame is not None and _kind(frame.f_code.co_filename) == 1:
+            frame = frame.f_back  # torch's own frames (a module's forward, a functional)
+        if frame is None:
+            where: tuple[str, int, str, tuple[str, ...]] = ("", 0, "", ())
+        else:
+            key = (id(frame), frame.f_lineno)
+            hit = self._frames.get(key)
+            if hit is not None and hit[0] is frame:
+                where = hit[1]
+            else:
+                where = user_frame(frame)
+                self._frames[key] = (frame, where)
+        raw = (op, module, *where)
+        site = self._sites.get(raw)
+        if site is None:
+            site = self._sites[raw] = Site(*raw)
+        return site
+
+    def clear(self) -> None:
+        self._frames.clear()
+
+
 class OpRecorder(TorchFunctionMode):
     """Records every floating tensor one forward computes (see the module docstring); use `recording(model)`."""
 
@@ -201,8 +233,7 @@ class OpRecorder(TorchFunctionMode):
         self._seen: dict[int, tuple[Tensor, int]] = {}
         self.paused = False  # set while the recorder's own hooks run
         self.writes = WriteTracker()
-        self._sites: dict[tuple, Site] = {}
-        self._frames: dict[tuple[int, int], tuple[Any, tuple[str, int, str, tuple[str, ...]]]] = {}
+        self.sites = SiteFinder()
 
     def add(self, site: Site, role: str, tensor: Tensor) -> None:
         version = tensor._version
@@ -242,26 +273,7 @@ class OpRecorder(TorchFunctionMode):
         return out
 
     def _site(self, func: Any) -> Site:
-        frame = sys._getframe(2)
-        while frame is not None and _kind(frame.f_code.co_filename) == 1:
-            frame = frame.f_back  # torch's own frames (a module's forward, a functional)
-        if frame is None:
-            where: tuple[str, int, str, tuple[str, ...]] = ("", 0, "", ())
-        else:
-            # the same frame on the same line (a loop body) has the same callers: walk the stack once for it
-            key = (id(frame), frame.f_lineno)
-            hit = self._frames.get(key)
-            if hit is not None and hit[0] is frame:
-                where = hit[1]
-            else:
-                where = user_frame(frame)
-                self._frames[key] = (frame, where)
-        file, line, function, callers = where
-        raw = (op_name(func), self.modules.current, file, line, function, callers)
-        site = self._sites.get(raw)
-        if site is None:  # one object per site: its hash is computed once per site, not once per tensor
-            site = self._sites[raw] = Site(*raw)
-        return site
+        return self.sites.at(op_name(func), self.modules.current, sys._getframe(2))
 
 
 def module_outputs(output: Any) -> Iterator[tuple[str, Tensor]]:
@@ -304,4 +316,4 @@ def recording(model: nn.Module) -> Iterator[OpRecorder]:
             yield recorder
     finally:
         modules.remove()
-        recorder._frames.clear()  # frames hold their locals: let them go with the forward
+        recorder.sites.clear()  # frames hold their locals: let them go with the forward

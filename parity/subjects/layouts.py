@@ -14,8 +14,10 @@ and, on top of any of them: a channel slice [offset, offset + width) (a level in
 singleton dimensions dropped, the last two dimensions swapped (attention weights kept as (N, heads, L)).
 
 Counts come from the batch by the original's own rules (`Counts.of`): notes per item; beat nodes per item
-(boundaries where the beat number rises by exactly 1); measure nodes per item (measure boundaries in beat-node
-space, empty segments included), so a replica's own padding never decides what is compared.
+(boundaries where the beat number rises by exactly 1, original utils.py:234 find_boundaries_batch); measure nodes
+per item (measure boundaries in beat-node space, empty segments included, original model_utils.py:17-28
+make_higher_node), so a replica's own padding never decides what is compared. Packed rows are ordered as
+pack_padded_sequence(enforce_sorted=False) orders them, the packing the original's collate uses (dataset.py:223).
 """
 
 from __future__ import annotations

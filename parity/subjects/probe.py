@@ -8,8 +8,10 @@ Each undeclared convention is settled by running the model (eval mode, no gradie
 * input width: when neither is accepted, the input widths of the model's Linear and LSTM modules wider than the
   reference's, with zeros in the extra columns;
 * location base: the original's output does not change when every beat and measure number is shifted by a
-  constant (its spans and boundaries are zero-shifted). A replica whose output changes between numbering from
-  0 and from 1 but not between 1 and 2 treats 0 as padding, so it takes location_base=1;
+  constant (its spans and measure boundaries are zero-shifted: model_utils.py:25 and :61; its beat boundaries
+  depend on differences only, utils.py:234). A replica that fails with numbers from 0 but runs with numbers
+  from 1, or whose output changes between numbering from 0 and from 1 but not between 1 and 2, treats 0 as
+  padding, so it takes location_base=1;
 * output: a dict is read at `logits` (else `predictions`, ...); a tensor whose every value lies in (0, 1) on
   the tiny batch is taken as sigmoid outputs.
 """

@@ -22,6 +22,7 @@ from torch.overrides import TorchFunctionMode
 from percepiano_parity.subjects.capture import (
     ModuleStack,
     Site,
+    SiteFinder,
     WriteTracker,
     _floating,
     module_outputs,
@@ -108,15 +109,18 @@ class _SiteMode(TorchFunctionMode):
     def __init__(self, tap: SiteTap) -> None:
         super().__init__()
         self.tap = tap
+        self.names: dict[Any, str | None] = {}  # operation -> its name when it is one of the wanted ones
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         tap = self.tap
         changed = tap.writes.read(func, args)
-        name = op_name(func)
+        if func in self.names:
+            name = self.names[func]
+        else:
+            name = self.names[func] = op_name(func) if op_name(func) in tap.ops else None
         site = None
-        if name in tap.ops:
-            file, line, function, callers = user_frame(sys._getframe(1))
-            site = Site(name, tap.modules.current, file, line, function, callers)
+        if name is not None:
+            site = tap.finder.at(name, tap.modules.current, sys._getframe(1))
             for i, value in changed:
                 tap.keep(site, f"input {i}", value)
         out = func(*args, **(kwargs or {}))
@@ -142,6 +146,7 @@ class SiteTap:
         self.module_sites = {s.site.module for s in self.sites if s.site.op.startswith("module ")}
         self.values: dict[tuple[Site, str], list[Tensor]] = {}
         self.writes = WriteTracker()
+        self.finder = SiteFinder()
         self.modules: ModuleStack
 
     def keep(self, site: Site, role: str, value: Tensor) -> None:
@@ -174,6 +179,7 @@ class SiteTap:
         finally:
             self.modules.remove()
             self.writes = WriteTracker()
+            self.finder = SiteFinder()
 
     def levels(self, counts: Counts) -> dict[str, Tensor]:
         out = {}
