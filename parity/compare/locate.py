@@ -270,6 +270,11 @@ def _within(module: str, roots: Set[str]) -> bool:
     return any(module == r or module.startswith(r + ".") for r in roots)
 
 
+def _holds(outer: str, inner: str) -> bool:
+    """Whether module `outer` is `inner` or holds it ('' is the model itself)."""
+    return outer == "" or inner == outer or inner.startswith(outer + ".")
+
+
 def _graph_inputs(name: str, graph: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     if name == "attn.final":  # the head's attention weights are computed from the pooling's input
         return tuple(graph.get("pooled", ()))
@@ -317,10 +322,14 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
         after = max((position[d] for d in _graph_inputs(name, graph) if d in position), default=-1)
         before = min((earliest[m] for m in consumers.get(name, []) if m in earliest), default=len(records) + 1)
         usable = [t for t in hits[name] if after < t.candidate.record.index < before] or hits[name]
-        best = max(usable, key=lambda t: (t.layout.width is None, -KINDS.index(t.layout.kind),
-                                          t.candidate.record.index))
         computing = [t for t in usable if t.candidate.record.site.op not in MOVES] or usable
         origin = min(computing, key=lambda t: t.candidate.record.index)
+        # a final form is one the computing module hands on: recorded in that module or one holding it, never
+        # inside a consumer (packing sorts the batch by length, which equals the level only when the locating
+        # batch happens to be in order)
+        handed = [t for t in usable if _holds(t.candidate.record.site.module, origin.candidate.record.site.module)]
+        best = max(handed or usable, key=lambda t: (t.layout.width is None, -KINDS.index(t.layout.kind),
+                                                    t.candidate.record.index))
         found[name] = _site(name, best, origin)
         position[name] = best.candidate.record.index
     exact = dict(position)
