@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from percepiano_parity import replica  # noqa: E402
 from percepiano_parity.batches.synthetic import generate_batches  # noqa: E402
@@ -111,6 +112,67 @@ def model_call(subject_kind: str, model: torch.nn.Module, inp: replica.ModelInpu
     return model(inp.x, inp.note_locations)
 
 
+LOCATING_CANDIDATES = {  # user-style replicas whose levels the audit finds by value
+    "lightning-example": ROOT / "docs" / "lightning_example.py",  # vectorised, one submodule per stage
+    "foreign-style": ROOT / "tests" / "fixtures" / "foreign_replica.py",  # loops, plain functions, padded input
+}
+
+
+def locating_cost(original: Any, variant: str, config: replica.ModelConfig, batches: list, repeats: int
+                  ) -> dict[str, Any]:
+    """Finding the original's levels by value in a user's model against a plain forward of that model, timed
+    alternately on the same batches: `locate` is one recorded forward (every intermediate tensor kept, with
+    its source line) plus matching every level and attention map; `record` is a later batch's forward with
+    only the located sites recorded. The reference's own forward is not the candidate's cost and is excluded."""
+    from percepiano_parity.compare.engine import Engine
+    from percepiano_parity.compare.locate import level_modules, locate
+    from percepiano_parity.replica.batch import collate
+    from percepiano_parity.subjects.site_tap import SiteTap
+    from percepiano_parity.subjects.user_subject import call_factory, load_factory, make_user_subject
+
+    out: dict[str, Any] = {}
+    for name, path in LOCATING_CANDIDATES.items():
+        model, adapter = call_factory(load_factory(f"{path}:build"), name, variant=variant, config=config, seed=7)
+        subject = make_user_subject(model, adapter, spec=name, variant=variant, config=config)
+        reference = original.subject(variant, config, seed=7)
+        engine = Engine(reference, subject, variant=variant, config=config)
+        engine.prepare(batches[0])  # pairs the weights, copies them into a private copy and locates once
+        ref_taps = [reference.run(b, grads=False) for b in batches]
+        inputs = [collate(b) for b in batches]
+        modules = level_modules(engine.state.weight_map)
+        model = subject.model.eval()
+        tap = SiteTap(list(subject.sites.values()))
+
+        def plain(model: torch.nn.Module = model, subject: Any = subject, inputs: list = inputs) -> None:
+            with torch.no_grad():
+                for inp in inputs:
+                    subject.call(model, inp)
+
+        def located(subject: Any = subject, ref_taps: list = ref_taps, modules: dict = modules) -> None:
+            for b, taps in zip(batches, ref_taps, strict=True):
+                records, counts = subject.capture(b)
+                locate(taps.levels, taps.attention, records, counts, subject.level_graph(), modules=modules)
+
+        def recorded(model: torch.nn.Module = model, subject: Any = subject, inputs: list = inputs,
+                     tap: SiteTap = tap) -> None:
+            with torch.no_grad():
+                for inp in inputs:
+                    with tap.recording(model):
+                        subject.call(model, inp)
+
+        p_a, l_a = paired(plain, located, repeats)
+        p_b, r_b = paired(plain, recorded, repeats)
+        found = sum(1 for site in subject.sites.values() if site.found)
+        out[name] = {"plain_forward_s": p_a, "locate_s": l_a, "locate_ratio": ratio(l_a, p_a),
+                     "plain_forward_s_2": p_b, "record_s": r_b, "record_ratio": ratio(r_b, p_b),
+                     "levels_found": found, "levels_looked_for": len(subject.sites) + len(engine.state.not_located)}
+        print(f"locating levels, {name:18s} plain forward {p_a['median']:.3f}s  locate {l_a['median']:.3f}s "
+              f"({out[name]['locate_ratio']['median']:.2f}x)  record located {r_b['median']:.3f}s "
+              f"({out[name]['record_ratio']['median']:.2f}x)  found {found}/{out[name]['levels_looked_for']}",
+              flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--original", default=os.environ.get("PERCEPIANO_ORIGINAL"))
@@ -118,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="han-total")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--locating-only", action="store_true",
+                    help="only the cost of finding levels by value in user-style replicas")
     args = ap.parse_args(argv)
     if not args.original:
         print("bench: give --original PATH or set PERCEPIANO_ORIGINAL (the comparison needs the original)",
@@ -135,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     inputs = [replica.collate(b).to(device) for b in batches]
     lengths = [b.lengths for b in batches]
 
+    if args.locating_only:
+        located = locating_cost(original, args.variant, config, batches, repeats)
+        Path(args.out).write_text(json.dumps({"locating": located}, indent=2))
+        return 0
     orig_model = original.build(args.variant, config, seed=7).to(device)
     rep_model = replica.build(args.variant, config, seed=7).to(device)
     rep_model.load_state_dict(orig_model.state_dict())
@@ -255,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 results["replica_forward_backward_s"])
     results["train_step_speedup"] = ratio(results["original_train_step_s"], results["replica_train_step_s"])
     results["parity_check_verdicts"] = sorted(verdicts)
+    results["locating"] = locating_cost(original, args.variant, config, batches, repeats)
     results["parity_overhead_ratio"] = ratio(results["parity_check_s"], results["raw_forward_backward_both_s"])
     results["parity_overhead_ratio_cold"] = (results["parity_check_cold_s"]
                                              / results["raw_forward_backward_both_s"]["median"])

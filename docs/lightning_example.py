@@ -10,16 +10,13 @@ methods a LightningModule would have. (In a real project, subclass `lightning.Li
 `nn.Module`; the adapter stays the same.)
 
 The stages reuse the bundled replica's building blocks (`replica.hierarchy`, `replica.voices`,
-`replica.attention.ContextAttention`), so this model is faithful and the check passes. What the tool needs
-to know about it comes through `LitAdapter`:
-
-* `levels`: which submodule produces each level (a forward hook records its output; "contract:input"
-  records the input of `contract`, which is the concatenated total_note_cat);
-* `attention`: which submodules produce the softmax weights;
-* `mapping`: the original's module names -> ours, so the reference's weights can be copied in;
-* `run_level`: one stage on given inputs (teacher forcing: the report can then say whether a level's error
-  is its own or inherited);
-* `recipe`: the module itself, whose `configure_optimizers` the recipe check reads.
+`replica.attention.ContextAttention`), so this model is faithful and the check passes. The tool needs no
+description of it: it probes how the model is called (a PackedSequence and zero-padded note locations, logits
+out), finds each of the original's levels by value among the tensors the forward computes (and reports the
+source line of each), pairs our modules with the original's by shapes, call order and values (our `embed.fc`
+is the original's `note_embedder.fc`: a rename, not a deviation), and reads `configure_optimizers` for the
+recipe. `LitAdapter` only adds `run_level` (teacher forcing: the report can then say whether a level's error is
+its own or inherited); without it the factory could return the bare model.
 
 Built in the original's construction order (embedder, note LSTM, voice LSTM, beat attention, beat LSTM,
 measure attention, measure LSTM, the unused performance encoder, contractor, final attention, out_fc), the
@@ -230,42 +227,9 @@ class PercePianoLit(nn.Module):
 
 
 class LitAdapter:
-    """Tells `parity check` how to call PercePianoLit and where its levels are."""
-
-    levels = {
-        "embedding": "embed",
-        "note": "notes",
-        "voice": "voices",
-        "beat_nodes": "beat_pool",
-        "beat": "beats",
-        "measure_nodes": "measure_pool",
-        "measure": "measures",
-        "beat_spanned": "beat_span",
-        "measure_spanned": "measure_span",
-        "total_note_cat": "contract:input",
-        "contracted": "contract",
-        "pooled": "pool",
-    }
-    attention = {"attn.beat": "beat_pool.softmax", "attn.measure": "measure_pool.softmax",
-                 "attn.final": "pool.softmax"}
-    # the original's module names -> ours (whole modules: every parameter below them follows)
-    mapping = {
-        "note_embedder.fc": "embed.fc",
-        "score_encoder.lstm": "notes.lstm",
-        "score_encoder.voice_net": "voices.lstm",
-        "score_encoder.beat_attention": "beat_pool.attention",
-        "score_encoder.beat_rnn": "beats.lstm",
-        "score_encoder.measure_attention": "measure_pool.attention",
-        "score_encoder.measure_rnn": "measures.lstm",
-        "performance_encoder.performance_contractor": "unused_performance_encoder.contractor",
-        "performance_encoder.performance_final_attention": "unused_performance_encoder.attention",
-        "performance_contractor": "contract",
-        "performance_final_attention": "pool.attention",
-        "out_fc": "head",
-    }
-
-    def forward(self, model: PercePianoLit, model_input: ModelInput) -> Tensor:
-        return model(model_input.x, model_input.note_locations)
+    """Optional: one stage on given inputs (teacher forcing), so the report can tell a level's own error from
+    the error it inherits. Everything else (how to call the model, where its levels are, which weights pair with
+    the original's) the tool finds by itself."""
 
     def run_level(self, model: PercePianoLit, level: str, inputs: Mapping[str, Tensor],
                   model_input: ModelInput) -> Tensor:
@@ -289,9 +253,6 @@ class LitAdapter:
             "logits": lambda: model.head(inputs["pooled"]),
         }
         return stages[level]()
-
-    def recipe(self, model: PercePianoLit) -> PercePianoLit:
-        return model  # the recipe check reads configure_optimizers
 
 
 def build(variant: str = "han-total", config: ModelConfig | None = None) -> tuple[PercePianoLit, LitAdapter]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from percepiano_parity.checks.location import calling_finding, location_tables, nearest_note
 from percepiano_parity.checks.relation_findings import relation_findings, short_site
 from percepiano_parity.compare.aggregate import DiffAgg, LevelAgg
 from percepiano_parity.compare.divergence import first_divergent, root_level
@@ -32,10 +33,14 @@ def run(state: ComparisonState) -> CheckResult:
     rows: list[dict[str, Any]] = []
     first = first_divergent(state)
     root = root_level(state)
+    earlier_exceeded = False
     for name in sorted(state.levels, key=level_order):
         agg: LevelAgg = state.levels[name]
         real, local = agg.real, agg.local
-        inherited = local is not None and not local.exceeded and real.exceeded
+        # an error is inherited only from an earlier level that differs; with none, it is the level's own (a
+        # level the tool laid out wrongly must not pass as a consequence of nothing)
+        inherited = local is not None and not local.exceeded and real.exceeded and earlier_exceeded
+        earlier_exceeded = earlier_exceeded or real.exceeded
         row = {
             "level": name, "space": str(LEVEL_SPACE.get(name, "")),
             "max_abs": real.max_abs, "max_rel": real.max_rel, "cosine": real.cosine,
@@ -59,6 +64,8 @@ def run(state: ComparisonState) -> CheckResult:
                     "local_available": local is not None}
         if real.shape_mismatch:
             evidence["shapes"] = {"reference": real.shape_mismatch[0], "candidate": real.shape_mismatch[1]}
+        if name in state.located:
+            evidence["located"] = dict(state.located[name])
         if local is not None and local.shape_mismatch:
             evidence["local_shapes"] = {"reference": local.shape_mismatch[0], "candidate": local.shape_mismatch[1]}
         if agg.pattern.batches:
@@ -71,7 +78,7 @@ def run(state: ComparisonState) -> CheckResult:
             what = "inherits its error from an earlier level" if inherited else "differs"
             findings.append(Finding(
                 CHECK, kind, name, sev,
-                f"level {name} {what}: {_fmt(real)}; noise floor {agg.floor_abs:.2g}",
+                f"level {name} {what}: {_fmt(real)}; noise floor {agg.floor_abs:.2g}{nearest_note(state, name)}",
                 metrics=metrics, evidence=evidence))
         elif local is not None and local.exceeded:
             findings.append(Finding(
@@ -85,8 +92,10 @@ def run(state: ComparisonState) -> CheckResult:
                 metrics={"pad_max_abs": agg.padded.max_abs, "share_beyond": agg.padded.share_beyond},
                 evidence={"first_bad_batch": agg.padded.first_bad_batch}))
     for name in sorted(state.levels_only_reference, key=level_order):
+        why = (": no tensor of its forward fits this level's shape in any known layout, so it cannot be compared"
+               if name in state.not_located else "")
         findings.append(Finding(CHECK, "forward.missing_level", name, Severity.WARNING,
-                                f"the {state.candidate_name} does not expose level {name}"))
+                                f"the {state.candidate_name} does not expose level {name}{why}"))
     for name in sorted(state.levels_only_candidate, key=level_order):
         findings.append(Finding(CHECK, "forward.extra_level", name, Severity.INFO,
                                 f"the {state.candidate_name} exposes level {name}, the {state.reference_name} does not"))
@@ -112,8 +121,11 @@ def run(state: ComparisonState) -> CheckResult:
                 f"first divergent operation inside {state.relations[0]['level']}: {op['op']}",
                 evidence={**op, "level": state.relations[0]["level"]}))
     findings += relation_findings(state)
+    calling = calling_finding(state)
+    if calling is not None:
+        findings.append(calling)
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
-    tables = {"levels": rows}
+    tables = {"levels": rows, **location_tables(state)}
     if ops.get("compared"):
         tables["ops"] = [dict(level=ops["level"], **row) for row in ops["compared"]]
     return CheckResult(CHECK, status, findings, tables=tables)

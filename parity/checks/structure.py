@@ -6,6 +6,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
+from percepiano_parity.checks.structure_mapping import mapping_findings, mapping_tables
 from percepiano_parity.compare.state import ComparisonState
 from percepiano_parity.compare.structure import level_of
 from percepiano_parity.core.findings import Finding, Severity
@@ -55,6 +56,7 @@ def run(state: ComparisonState) -> CheckResult:
     for r, c, rs, cs in wm.shape_conflicts:
         findings.append(Finding(
             CHECK, "structure.shape", r, Severity.ERROR,
+            f"mapped pair {r} -> {c} has shapes {tuple(rs)} and {tuple(cs)}" if r in wm.override_pairs else
             f"{r}: shape {tuple(rs)} in the {state.reference_name}, {tuple(cs)} in the {state.candidate_name}",
             evidence={"reference_shape": list(rs), "candidate_shape": list(cs), "candidate_name": c,
                       "module_settings_reference": ref["modules"].get(_owner(r), {}),
@@ -107,16 +109,12 @@ def run(state: ComparisonState) -> CheckResult:
             metrics={"reference": total_r, "candidate": total_c},
             evidence={"reference_per_level": ref.get("params_per_level", {}),
                       "candidate_per_level": cand.get("params_per_level", {})}))
-    if wm.ambiguous:
-        findings.append(Finding(
-            CHECK, "structure.ambiguous_mapping", "weight-map", Severity.INFO,
-            f"{len(wm.ambiguous)} group(s) of same-shaped modules were paired by name similarity and call "
-            "order; confirm with a mapping override file if they are wrong",
-            evidence={"groups": wm.ambiguous}))
+    findings += mapping_findings(state)  # tied modules, mapping entries naming nothing, ambiguous pairings
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     tables = {"diff": table,
               "counts": [{"level": lvl, "original": ref.get("params_per_level", {}).get(lvl, 0),
-                          "replica": _mapped_count(state, lvl)} for lvl in sorted(ref.get("params_per_level", {}))]}
+                          "replica": _mapped_count(state, lvl)} for lvl in sorted(ref.get("params_per_level", {}))],
+              **mapping_tables(state)}
     return CheckResult(CHECK, status, findings, tables=tables)
 
 

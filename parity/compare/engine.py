@@ -14,7 +14,7 @@ computes all of it everywhere.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,13 +28,16 @@ from percepiano_parity.compare.aggregate import (
     batch_profile,
     real_mask,
 )
+from percepiano_parity.compare.locate import level_modules, locate
 from percepiano_parity.compare.mapping import WeightMap, copy_weights, map_weights
 from percepiano_parity.compare.noise import FloorMeter, NoiseFloors
+from percepiano_parity.compare.pair_values import settle_by_values
 from percepiano_parity.compare.state import ComparisonState, InitStat
 from percepiano_parity.compare.structure import describe, recording_calls, recording_functions, trace_calls
 from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.replica.batch import CanonicalBatch
 from percepiano_parity.replica.config import ModelConfig
+from percepiano_parity.subjects.private_copy import private_copy
 from percepiano_parity.subjects.subject import Subject, TeacherForcible
 from percepiano_parity.subjects.taps import Taps
 
@@ -86,6 +89,13 @@ def _scale(ref: Tensor, mask: Tensor | None) -> float:
     return float(a.max()) if a.numel() else 0.0
 
 
+def telling_batch(batches: Sequence[CanonicalBatch]) -> CanonicalBatch:
+    """The batch that pairing and locating look at: of the normal batches (not edge cases), the one with the most
+    distinct lengths, so that padding and packing differences show (the first one on a tie)."""
+    normal = [b for b in batches if not any(t.startswith("edge:") for t in b.tags)] or list(batches)
+    return max(normal, key=lambda b: len(set(b.lengths)))
+
+
 class Engine:
     def __init__(self, reference: Subject, candidate: Subject, *, variant: str, config: ModelConfig,
                  options: EngineOptions | None = None) -> None:
@@ -101,6 +111,7 @@ class Engine:
         # when the names alone pair every parameter, so no extra forward pass is spent on tracing
         self._call_orders: tuple[list[str], list[str]] | None = None
         self._functions_recorded = False  # dropout/activation calls, recorded during the first batch
+        self._first_reference: Taps | None = None
 
     @property
     def floor_meter(self) -> FloorMeter | None:
@@ -116,29 +127,35 @@ class Engine:
             structure = recorded()
             ref_order = list(structure["call_order"])
             st.reference_structure = structure["description"]
-        wm = map_weights(ref.model, cand.model, overrides=self.options.mapping_overrides)
-        if wm.unmatched_reference and wm.unmatched_candidate:
-            # names alone leave parameters unpaired: trace both forwards and pair the rest by call order
+        overrides = self.options.mapping_overrides
+        wm = map_weights(ref.model, cand.model, overrides=overrides)
+        if wm.by_structure:
+            # names alone leave parameters unpaired: trace both forwards and pair the rest by what the modules
+            # compute (shapes, call order; values where call order and names disagree)
             if ref_order is None:
                 ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False))
             cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False))
-            wm = map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
-                             overrides=self.options.mapping_overrides)
+
+            def build(choices: Mapping[tuple[str, ...], str]) -> WeightMap:
+                return map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
+                                   overrides=overrides, choices=choices)
+
+            wm = settle_by_values(build({}), build, lambda alt: self._trial(alt, first_batch))
             self._call_orders = (ref_order, cand_order)
         if not callable(recorded):
             st.reference_structure = describe(ref.model, self._call_orders[0] if self._call_orders else None)
         st.candidate_structure = describe(cand.model, self._call_orders[1] if self._call_orders else None)
-        if not wm.pairs:
-            raise EngineError("no parameter of the candidate could be paired with the reference; give a mapping "
-                              "override file")
         st.weight_map = wm
         if self.options.init_check:
             st.init = _init_stats(ref.model, cand.model, wm)
         else:
             st.init_note = "initial weights are not available for the reference (recorded bundle or checkpoint)"
-        # the candidate gets a private copy holding the reference's weights; the user's object is untouched
-        cand.model = copy.deepcopy(cand.model)
+        # the candidate gets a private copy holding the reference's weights; the user's object is untouched, and
+        # the hooks and taps the user registered on it keep recording where the user reads them
+        cand.model = private_copy(cand.model)
         copy_weights(ref.model, cand.model, wm)
+        if callable(getattr(cand, "capture", None)):
+            self._locate(first_batch)
         st.reference_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in ref.model.named_parameters()}
         st.candidate_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in cand.model.named_parameters()}
         if self.options.floor_meter is not None:
@@ -160,6 +177,59 @@ class Engine:
         if not st.local_available:
             st.local_note = ("the candidate's adapter cannot run one level on given inputs; root cause falls back "
                              "to cumulative error") if self.options.local_error else "local error disabled"
+
+    def _reference_taps(self, batch: CanonicalBatch) -> Taps:
+        """The reference's recording of the first batch without gradients (for pairing and locating)."""
+        if self._first_reference is None:
+            self._first_reference = self._run(self.reference, batch, 0, grads=False)
+        return self._first_reference
+
+    def _trial(self, weight_map: WeightMap, batch: CanonicalBatch) -> tuple[int, float, float]:
+        """With the reference's weights copied into a scratch copy of the candidate as `weight_map` pairs them:
+        (reference levels found by value in its forward, largest |logits difference|, largest |reference logit|),
+        for compare.pair_values."""
+        ref, cand = self.reference, self.candidate
+        expected = self._reference_taps(batch)
+        own = cand.model
+        scratch = copy.deepcopy(own)
+        copy_weights(ref.model, scratch, weight_map)
+        cand.model = scratch
+        try:
+            logits = self._run(cand, batch, 0, grads=False).levels["logits"]
+            found = 0
+            if callable(getattr(cand, "capture", None)):
+                records, counts = cand.capture(batch)  # type: ignore[attr-defined]
+                sites = locate(expected.levels, expected.attention, records, counts, cand.level_graph(),  # type: ignore
+                               exact_only=True)
+                found = sum(1 for site in sites.values() if site.found)
+        finally:
+            cand.model = own
+        target = expected.levels["logits"]
+        scale = float(target.abs().max())
+        if logits.shape != target.shape:
+            return found, float("inf"), scale
+        return found, float((logits.double() - target.double()).abs().max()), scale
+
+    def _locate(self, batch: CanonicalBatch) -> None:
+        """Find the reference's levels in the candidate's forward by value (compare.locate), once, on the first
+        batch; the candidate then records them at those sites on every batch."""
+        st, cand = self.state, self.candidate
+        ref_taps = self._reference_taps(batch)
+        try:
+            records, counts = cand.capture(batch)  # type: ignore[attr-defined]
+        except Exception as exc:  # a candidate failing on the batch is reported as in any run
+            raise EngineError(f"the {cand.info.name} failed on batch 0 ({', '.join(batch.tags) or 'generated'}): "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        explicit = cand.explicit()  # type: ignore[attr-defined]
+        sites = locate(ref_taps.levels, ref_taps.attention, records, counts, cand.level_graph(),  # type: ignore
+                       skip=explicit, modules=level_modules(st.weight_map))
+        cand.use_sites(sites)  # type: ignore[attr-defined]
+        del records
+        self._first_reference = None
+        st.located = {name: site.describe() for name, site in sites.items()}
+        wanted = [n for n in (*ref_taps.levels, *ref_taps.attention) if n != "logits" and n not in explicit]
+        st.not_located = [n for n in wanted if n not in sites]
+        st.conventions = list(cand.info.extra.get("conventions", []))
 
     # -- per batch ----------------------------------------------------------------------------------------
     def fold_batch(self, index: int, batch: CanonicalBatch) -> None:
@@ -191,9 +261,9 @@ class Engine:
         st.batches += 1
         st.batch_tags.extend(t for t in batch.tags if t not in st.batch_tags)
 
-    def _run(self, subject: Subject, batch: CanonicalBatch, index: int) -> Taps:
+    def _run(self, subject: Subject, batch: CanonicalBatch, index: int, *, grads: bool = True) -> Taps:
         try:
-            return subject.run(batch, grads=True)
+            return subject.run(batch, grads=grads)
         except Exception as exc:  # a subject failing on a batch is a finding about the batch, reported upward
             raise EngineError(f"the {subject.info.name} failed on batch {index} "
                               f"({', '.join(batch.tags) or 'generated'}): {type(exc).__name__}: "
@@ -215,10 +285,12 @@ class Engine:
             agg.floor_abs = st.floors.levels.get(level, 0.0)
             agg.floor_rel = st.floors.level_rel(level)
             real, padded = real_mask(level, ref, cand, lengths)
-            threshold = tol.threshold(agg.floor_abs, _scale(ref, real))
+            # slack: error the candidate's recording itself may add (logits recovered from sigmoid outputs)
+            threshold = tol.threshold(agg.floor_abs, _scale(ref, real)) + cand_taps.slack.get(level, 0.0)
             cand32 = cand.to(torch.float32)
             bad = agg.real.fold(ref, cand32, real, threshold, index)
-            if padded is not None and bool(padded.any()):
+            # a level found by value keeps the candidate's own padding convention: only real positions count
+            if padded is not None and bool(padded.any()) and level not in cand_taps.located:
                 agg.padded.fold(ref, cand32, padded, max(threshold, tol.min_rel), index)
             # where mismatches sit (items, rows, batches): evidence for diagnosis, only needed where they are
             if bad or self.options.thorough or ref.shape != cand.shape or ref.shape[0] != len(batch):
@@ -377,7 +449,7 @@ class Engine:
         progress = self.options.progress
         if progress:
             progress("prepare", 0, len(batches))
-        self.prepare(batches[0])
+        self.prepare(telling_batch(batches))
         for i, batch in enumerate(batches):
             self.fold_batch(i, batch)
             if progress:

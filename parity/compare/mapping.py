@@ -1,33 +1,49 @@
 """Weight mapping between two differently named models.
 
-Pairs are found in three passes: (1) identical names with identical shapes; (2) for the rest, modules are
-grouped by signature (type and parameter shapes) and paired in the order of their first call during a
-traced forward, with name similarity breaking ties between same-signature modules; (3) an override file
-(TOML, `[map] "reference.name" = "candidate.name"`) fixes whatever stays ambiguous. Parameters without a
-partner are reported, never silently dropped. Weights are copied into the candidate, never shared.
+Pairs are found in passes: (1) overrides (the adapter's mapping, then a TOML `[map] "reference.name" =
+"candidate.name"` file); (2) identical names with identical shapes; (3) for the rest, modules grouped by what they
+compute (parameter shapes, not class: compare.pairing) and paired by call order, with name similarity as the
+other opinion (groups where the two disagree are settled by value in compare.pair_values); (4) a module shared
+under two names in the candidate where the original has two modules is recorded as tied; (5) what is left is
+paired by call order among modules of the same kind with other shapes (a resized Linear is a shape conflict, not
+a missing and an extra module).
+
+Nothing here raises on a bad mapping: an override naming a parameter that does not exist, or pairing two
+shapes, is recorded and reported as a structure finding; parameters without a partner are reported, never
+silently dropped. Weights are copied into the candidate, never shared.
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
-from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+from percepiano_parity.compare.pairing import Group, group_modules, signature, similarity
+
+Shape = tuple[int, ...]
 
 
 @dataclass
 class WeightMap:
     pairs: dict[str, str] = field(default_factory=dict)  # reference param name -> candidate param name
-    how: dict[str, str] = field(default_factory=dict)  # reference name -> "name" | "order" | "override"
+    # reference name -> "name" (identical names) | "override" | "order" (shapes and call order) | "similarity"
+    # (shapes and name similarity) | "values" (shapes, settled by comparing outputs)
+    how: dict[str, str] = field(default_factory=dict)
     unmatched_reference: list[str] = field(default_factory=list)
     unmatched_candidate: list[str] = field(default_factory=list)
-    shape_conflicts: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-    ambiguous: list[list[str]] = field(default_factory=list)  # groups resolved by order/similarity
+    shape_conflicts: list[tuple[str, str, Shape, Shape]] = field(default_factory=list)
+    ambiguous: list[list[str]] = field(default_factory=list)  # groups neither call order nor values could settle
+    undecided: list[Group] = field(default_factory=list)  # call order and names disagree (settled by values)
+    resolved: list[dict[str, Any]] = field(default_factory=list)  # groups settled by value, with the evidence
+    tied: list[dict[str, Any]] = field(default_factory=list)  # one candidate module standing for two of the original
+    bad_overrides: list[dict[str, str]] = field(default_factory=list)  # override entries that name nothing
+    override_pairs: set[str] = field(default_factory=set)  # reference names paired (or conflicted) by an override
 
     def reverse(self) -> dict[str, str]:
         return {c: r for r, c in self.pairs.items()}
@@ -36,18 +52,26 @@ class WeightMap:
     def identity(self) -> bool:
         return all(r == c for r, c in self.pairs.items())
 
+    @property
+    def by_structure(self) -> bool:
+        """Whether names alone left parameters to pair by shapes (so call order should decide)."""
+        return bool(self.unmatched_reference and self.unmatched_candidate) or any(
+            h in ("order", "similarity") for h in self.how.values())
 
-def _tokens(name: str) -> set[str]:
-    return {t for t in re.split(r"[._]", name.lower()) if t and not t.isdigit()}
+    def module_pairs(self) -> dict[str, tuple[str, str]]:
+        """Reference module -> (candidate module, how), for the modules whose parameters were paired."""
+        out: dict[str, tuple[str, str]] = {}
+        for r, c in self.pairs.items():
+            out.setdefault(_owner(r), (_owner(c), self.how.get(r, "")))
+        return out
 
 
-def _similarity(a: str, b: str) -> float:
-    ta, tb = _tokens(a), _tokens(b)
-    return len(ta & tb) / len(ta | tb) if ta | tb else 0.0
+def _owner(param: str) -> str:
+    return param.rsplit(".", 1)[0] if "." in param else ""
 
 
-def _signature(module: nn.Module) -> tuple:
-    return (type(module).__name__, tuple((n, tuple(p.shape)) for n, p in module.named_parameters(recurse=False)))
+def _join(module: str, name: str) -> str:
+    return f"{module}.{name}" if module else name
 
 
 def load_overrides(path: str | Path | None) -> dict[str, str]:
@@ -63,21 +87,97 @@ def load_overrides(path: str | Path | None) -> dict[str, str]:
     return dict(table)
 
 
+def candidate_aliases(candidate: nn.Module) -> dict[str, str]:
+    """Every name a candidate parameter goes by -> the name named_parameters() gives it (shared ones once)."""
+    first: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for name, p in candidate.named_parameters(remove_duplicate=False):
+        out[name] = first.setdefault(id(p), name)
+    return out
+
+
+def module_aliases(candidate: nn.Module) -> dict[str, list[str]]:
+    """Candidate module (its first name) -> every name it is registered under, for modules registered twice."""
+    names: dict[int, list[str]] = {}
+    for name, m in candidate.named_modules(remove_duplicate=False):
+        if name and any(True for _ in m.parameters(recurse=False)):
+            names.setdefault(id(m), []).append(name)
+    return {v[0]: v for v in names.values() if len(v) > 1}
+
+
+def _apply_overrides(result: WeightMap, overrides: Mapping[str, str], ref_params: dict[str, nn.Parameter],
+                     cand_params: dict[str, nn.Parameter], aliases: dict[str, str]) -> None:
+    owner_of: dict[str, str] = {}
+    for r, c in overrides.items():
+        problem = "" if r in ref_params else "not a parameter of the original"
+        if not problem and c not in aliases:
+            problem = "not a parameter of the replica"
+        if problem:
+            result.bad_overrides.append({"reference": r, "candidate": c, "problem": problem})
+            continue
+        canonical = aliases[c]
+        rs, cs = tuple(ref_params[r].shape), tuple(cand_params[canonical].shape)
+        result.override_pairs.add(r)
+        if rs != cs:
+            result.shape_conflicts.append((r, canonical, rs, cs))
+            continue
+        if canonical in owner_of:  # two of the original's parameters, one of the replica's
+            first = owner_of[canonical]
+            _record_tie(result, [_owner(first), _owner(r)], _owner(canonical),
+                        sorted({_owner(n) for n, k in aliases.items() if k == canonical}))
+            continue
+        owner_of[canonical] = r
+        result.pairs[r] = canonical
+        result.how[r] = "override"
+
+
+def _record_tie(result: WeightMap, reference: list[str], candidate: str, names: list[str]) -> None:
+    for tie in result.tied:
+        if tie["candidate"] == candidate:
+            for ref in reference:
+                if ref not in tie["reference"]:
+                    tie["reference"].append(ref)
+            return
+    result.tied.append({"reference": reference, "candidate": candidate, "candidate_names": names})
+
+
+def _pair_modules(result: WeightMap, reference: nn.Module, candidate: nn.Module, pairs: Mapping[str, str],
+                  ref_left: set[str], cand_left: set[str], how: str) -> None:
+    mods_r, mods_c = dict(reference.named_modules()), dict(candidate.named_modules())
+    for mr, mc in pairs.items():
+        own_r = [n for n, _ in mods_r[mr].named_parameters(recurse=False)]
+        own_c = [n for n, _ in mods_c[mc].named_parameters(recurse=False)]
+        for pr, pc in zip(own_r, own_c, strict=False):
+            full_r, full_c = _join(mr, pr), _join(mc, pc)
+            if full_r not in ref_left or full_c not in cand_left:
+                continue
+            p_r, p_c = mods_r[mr].get_parameter(pr), mods_c[mc].get_parameter(pc)
+            if p_r.shape == p_c.shape:
+                result.pairs[full_r] = full_c
+                result.how[full_r] = how
+            else:
+                result.shape_conflicts.append((full_r, full_c, tuple(p_r.shape), tuple(p_c.shape)))
+            ref_left.discard(full_r)
+            cand_left.discard(full_c)
+
+
+def _owners(names: set[str]) -> set[str]:
+    return {_owner(n) for n in names}
+
+
 def map_weights(reference: nn.Module, candidate: nn.Module, *, reference_order: list[str] | None = None,
-                candidate_order: list[str] | None = None, overrides: Mapping[str, str] | None = None) -> WeightMap:
+                candidate_order: list[str] | None = None, overrides: Mapping[str, str] | None = None,
+                choices: Mapping[tuple[str, ...], str] | None = None) -> WeightMap:
+    """Pair the reference's parameters with the candidate's (see the module docstring). `choices` settles
+    undecided groups (key: the group's sorted reference modules; value "order" or "name"; default "name")."""
     ref_params = dict(reference.named_parameters())
     cand_params = dict(candidate.named_parameters())
+    aliases = candidate_aliases(candidate)
     result = WeightMap()
-    overrides = dict(overrides or {})
-    for r, c in overrides.items():
-        if r not in ref_params or c not in cand_params:
-            missing = r if r not in ref_params else c
-            raise ValueError(f"mapping override names a parameter that does not exist: {missing}")
-        result.pairs[r] = c
-        result.how[r] = "override"
-    taken = set(result.pairs.values())
+    _apply_overrides(result, dict(overrides or {}), ref_params, cand_params, aliases)
+    taken = set(result.pairs.values()) | {c for _, c, _, _ in result.shape_conflicts}
     for name, p in ref_params.items():
-        if name in result.pairs:
+        if name in result.pairs or name in result.override_pairs:
             continue
         q = cand_params.get(name)
         if q is not None and name not in taken:
@@ -87,53 +187,55 @@ def map_weights(reference: nn.Module, candidate: nn.Module, *, reference_order: 
                 taken.add(name)
             else:
                 result.shape_conflicts.append((name, name, tuple(p.shape), tuple(q.shape)))
-    # pass 2: remaining modules by signature and call order
-    ref_left = {n for n in ref_params if n not in result.pairs}
-    cand_left = {n for n in cand_params if n not in taken}
+                taken.add(name)
+    tied_refs = {r for tie in result.tied for r in tie["reference"]}
     conflicted = {r for r, _, _, _ in result.shape_conflicts}
-    if ref_left - conflicted and cand_left:
-        _map_by_order(reference, candidate, ref_left - conflicted, cand_left, result, reference_order,
-                      candidate_order)
-    taken = set(result.pairs.values())
-    result.unmatched_reference = sorted(n for n in ref_params if n not in result.pairs)
+    ref_left = {n for n in ref_params if n not in result.pairs and n not in conflicted
+                and n not in result.override_pairs and _owner(n) not in tied_refs}
+    cand_left = {n for n in cand_params if n not in taken}
+    if ref_left and cand_left:
+        groups = group_modules(reference, candidate, _owners(ref_left), _owners(cand_left), reference_order,
+                               candidate_order)
+        for group in groups:
+            choice = "order" if group.decided else (choices or {}).get(tuple(group.reference), "name")
+            if not group.decided:
+                result.undecided.append(group)
+            chosen = group.by_order if choice == "order" else group.by_name
+            how = "order" if group.decided else ("values" if choices and tuple(group.reference) in choices
+                                                 else "similarity")
+            _pair_modules(result, reference, candidate, chosen, ref_left, cand_left, how)
+    _find_ties(result, reference, candidate, ref_left)
+    if ref_left and cand_left:
+        groups = group_modules(reference, candidate, _owners(ref_left), _owners(cand_left), reference_order,
+                               candidate_order, key="structure")
+        for group in groups:
+            _pair_modules(result, reference, candidate, group.by_order, ref_left, cand_left, "order")
+    taken = set(result.pairs.values()) | {c for _, c, _, _ in result.shape_conflicts}
+    tied_refs = {r for tie in result.tied for r in tie["reference"]}
+    result.unmatched_reference = sorted(n for n in ref_left if _owner(n) not in tied_refs)
     result.unmatched_candidate = sorted(n for n in cand_params if n not in taken)
     return result
 
 
-def _map_by_order(reference: nn.Module, candidate: nn.Module, ref_left: set[str], cand_left: set[str],
-                  result: WeightMap, reference_order: list[str] | None, candidate_order: list[str] | None) -> None:
-    def modules_with(model: nn.Module, left: set[str], order: list[str] | None) -> list[tuple[str, nn.Module]]:
-        owners = {n.rsplit(".", 1)[0] if "." in n else "" for n in left}
-        mods = [(n, m) for n, m in model.named_modules() if n in owners]
-        rank = {n: i for i, n in enumerate(order or [])}
-        return sorted(mods, key=lambda nm: rank.get(nm[0], len(rank) + [n for n, _ in mods].index(nm[0])))
-
-    groups_r: dict[tuple, list[str]] = defaultdict(list)
-    groups_c: dict[tuple, list[str]] = defaultdict(list)
-    mods_r = dict(modules_with(reference, ref_left, reference_order))
-    mods_c = dict(modules_with(candidate, cand_left, candidate_order))
-    for n, m in mods_r.items():
-        groups_r[_signature(m)].append(n)
-    for n, m in mods_c.items():
-        groups_c[_signature(m)].append(n)
-    for sig, names_r in groups_r.items():
-        names_c = list(groups_c.get(sig, []))
-        if not names_c:
+def _find_ties(result: WeightMap, reference: nn.Module, candidate: nn.Module, ref_left: set[str]) -> None:
+    """A candidate module registered under two names, paired with one original module, while another original
+    module of the same shapes found no partner: the replica shares one module where the original has two."""
+    shared = module_aliases(candidate)
+    if not shared:
+        return
+    paired = {mc: mr for mr, (mc, _) in result.module_pairs().items()}
+    mods_r, mods_c = dict(reference.named_modules()), dict(candidate.named_modules())
+    for module, names in shared.items():
+        partner = paired.get(module)
+        if partner is None:
             continue
-        if len(names_r) > 1 or len(names_c) > 1:
-            result.ambiguous.append(sorted(names_r) + ["<->"] + sorted(names_c))
-        for nr in names_r:
-            if not names_c:
-                break
-            # most similar name first; ties keep call order
-            best = max(names_c, key=lambda nc: (_similarity(nr, nc), -names_c.index(nc)))
-            names_c.remove(best)
-            for pname, _ in mods_r[nr].named_parameters(recurse=False):
-                full_r = f"{nr}.{pname}" if nr else pname
-                full_c = f"{best}.{pname}" if best else pname
-                if full_r in ref_left and full_c in cand_left:
-                    result.pairs[full_r] = full_c
-                    result.how[full_r] = "order"
+        lonely = [m for m in sorted(_owners(ref_left)) if signature(mods_r[m]) == signature(mods_c[module])]
+        if not lonely:
+            continue
+        other = max(lonely, key=lambda m: max(similarity(m, n) for n in names[1:]))
+        _record_tie(result, [partner, other], module, names)
+        for n in [n for n in ref_left if _owner(n) == other]:
+            ref_left.discard(n)
 
 
 def copy_weights(reference: nn.Module, candidate: nn.Module, weight_map: WeightMap) -> None:
@@ -151,3 +253,13 @@ def copy_state(tensors: Mapping[str, torch.Tensor], candidate: nn.Module, weight
     with torch.no_grad():
         for r, c in weight_map.pairs.items():
             cand[c].copy_(tensors[r].to(cand[c].dtype))
+
+
+def renames(weight_map: WeightMap) -> list[dict[str, str]]:
+    """Module pairs whose names differ: a replica's packaging (another parent, another name), not a deviation."""
+    return [{"original": r or "(model)", "replica": c or "(model)", "paired by": how}
+            for r, (c, how) in sorted(weight_map.module_pairs().items()) if r != c]
+
+
+def undecided_keys(weight_map: WeightMap) -> Sequence[tuple[str, ...]]:
+    return [tuple(g.reference) for g in weight_map.undecided]

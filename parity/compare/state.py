@@ -60,3 +60,8 @@ class ComparisonState:
     ops: dict[str, Any] = field(default_factory=dict)  # first divergent operation inside the root level
     # relation tests at each independent root level (compare.relations.search), in forward order
     relations: list[dict[str, Any]] = field(default_factory=list)
+    # levels found by value in the candidate's forward (compare.locate): name -> LevelSite.describe(), and the
+    # reference's levels nothing of a fitting shape stood for; empty when the candidate records its own levels
+    located: dict[str, dict[str, Any]] = field(default_factory=dict)
+    not_located: list[str] = field(default_factory=list)
+    conventions: list[dict[str, str]] = field(default_factory=list)  # how the candidate is called (user models)

@@ -194,7 +194,7 @@ def _untie(model: nn.Module, findings: Sequence[Finding]) -> bool:
     for f in findings:
         if f.kind != "structure.tied_parameters":
             continue
-        paths = [str(p) for p in f.evidence.get("candidate_modules", [])]
+        paths = [str(p) for p in f.evidence.get("candidate_names", [])]  # every name the shared module has
         if len(paths) < 2:
             continue
         try:

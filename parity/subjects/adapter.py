@@ -30,12 +30,23 @@ class ReplicaAdapter(Protocol):
 
 @dataclass
 class Adapter:
-    """A ready-made adapter: give `levels` (and optionally the rest), or subclass and override methods."""
+    """A ready-made adapter: declare how the model is called (subjects.conventions; anything left None is
+    probed), optionally `levels` / `attention` overrides and a `mapping`, or subclass and override methods."""
 
     levels: Mapping[str, str] = field(default_factory=dict)
     attention: Mapping[str, str] = field(default_factory=dict)
     mapping: Mapping[str, str] | Callable[[str], str | None] | None = None
     level_inputs: Mapping[str, Sequence[str]] | None = None
+    input: str | None = None
+    batch_first: bool | None = None
+    location_base: int | Mapping[str, int] | None = None
+    mask: bool | None = None
+    lengths: bool | None = None
+    output: str | None = None
+    output_key: str | None = None
+    input_width: int | None = None
+    extra_columns: str | Callable[..., Any] | None = None
+    arguments: Sequence[str] | None = None
 
     def forward(self, model: nn.Module, model_input: ModelInput) -> Tensor:
         return model(model_input.x, model_input.note_locations)
@@ -45,6 +56,16 @@ class Adapter:
 
 
 DEFAULT_ADAPTER = Adapter()
+
+
+def custom_forward(adapter: Any) -> Callable[[nn.Module, ModelInput], Any] | None:
+    """The adapter's own `forward(model, model_input)`, or None when it has none (or only Adapter's default)."""
+    forward = getattr(adapter, "forward", None)
+    if not callable(forward):
+        return None
+    if isinstance(adapter, Adapter) and getattr(type(adapter), "forward", None) is Adapter.forward:
+        return None
+    return forward
 
 
 def _module_path(spec_value: str) -> tuple[str, str]:
@@ -82,12 +103,13 @@ def validate_adapter(model: nn.Module, adapter: Any, spec: str) -> None:
 
 
 def resolve_mapping(adapter: Any, reference: nn.Module, candidate: nn.Module) -> dict[str, str]:
-    """The adapter's mapping as reference parameter name -> candidate parameter name (only existing pairs)."""
+    """The adapter's mapping as reference parameter name -> candidate parameter name, for every reference
+    parameter it covers. Names are not checked here: a target the candidate lacks (or shares with another
+    module) becomes a structure finding in the comparison, never an abort."""
     mapping = getattr(adapter, "mapping", None)
     if not mapping:
         return {}
     ref_names = [n for n, _ in reference.named_parameters()]
-    cand_names = {n for n, _ in candidate.named_parameters()}
     out: dict[str, str] = {}
     if callable(mapping):
         for name in ref_names:
@@ -104,8 +126,7 @@ def resolve_mapping(adapter: Any, reference: nn.Module, candidate: nn.Module) ->
                 if name.startswith(ref_prefix + "."):
                     out[name] = cand_prefix + name[len(ref_prefix):]
                     break
-    missing = sorted(c for c in out.values() if c not in cand_names)
-    if missing:
-        raise AdapterError(f"the adapter's mapping names parameters the replica does not have: "
-                           f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+        covered = {p for p in mapping if any(n == p or n.startswith(p + ".") for n in ref_names)}
+        for ref_prefix in sorted(set(mapping) - covered):
+            out[ref_prefix] = str(mapping[ref_prefix])  # names nothing of the reference: reported as such
     return out

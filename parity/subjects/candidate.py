@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from percepiano_parity.core.errors import UsageError
 from percepiano_parity.core.options import CheckOptions
 from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.subjects.reference import (
@@ -23,6 +22,7 @@ class Candidate:
     recipe: Any = None  # a replica.recipe.Recipe, or what the user's adapter offers
     mapping: dict[str, str] = field(default_factory=dict)
     adapter: Any = None
+    call: Any = None  # subjects.calling.ModelCall for a user's model: the one way to call it (None: model(x, loc))
 
 
 def resolve_candidate(options: CheckOptions, variant: str, config: ModelConfig, seed: int) -> Candidate:
@@ -57,30 +57,20 @@ def resolve_candidate(options: CheckOptions, variant: str, config: ModelConfig, 
             subject: Subject = ReplicaSubject(model, info)
         else:
             subject = make_user_subject(model, adapter, spec=options.replica, variant=variant, config=config)
-        return Candidate(subject, recipe=recipe_source(model, adapter), adapter=adapter)
+        return Candidate(subject, recipe=recipe_source(model, adapter), adapter=adapter,
+                         call=getattr(subject, "call", None))
     model = build(variant, config, seed=seed)
     info = SubjectInfo(name="replica", kind="bundled-replica", variant=variant, source="bundled replica")
     return Candidate(ReplicaSubject(model, info), recipe=ORIGINAL_RECIPE)
 
 
 def mapping_overrides(file_map: dict[str, str], candidate: Candidate, reference: Reference) -> dict[str, str] | None:
+    """The adapter's mapping, then the --mapping file's entries, as reference name -> candidate name. Entries
+    naming nothing, or pairing two shapes, are kept: the comparison reports them as structure findings."""
     overrides: dict[str, str] = {}
     if candidate.adapter is not None:
         from percepiano_parity.subjects.user_subject import resolve_mapping
 
         overrides.update(resolve_mapping(candidate.adapter, reference.subject.model, candidate.subject.model))
     overrides.update(file_map)
-    if not overrides:
-        return None
-    ref_names = {n for n, _ in reference.subject.model.named_parameters()}
-    cand_names = {n for n, _ in candidate.subject.model.named_parameters()}
-    bad_ref = sorted(r for r in overrides if r not in ref_names)
-    bad_cand = sorted(c for c in overrides.values() if c not in cand_names)
-    if bad_ref or bad_cand:
-        parts = []
-        if bad_ref:
-            parts.append(f"not in the reference: {', '.join(bad_ref[:4])}{' …' if len(bad_ref) > 4 else ''}")
-        if bad_cand:
-            parts.append(f"not in the replica: {', '.join(bad_cand[:4])}{' …' if len(bad_cand) > 4 else ''}")
-        raise UsageError(f"weight-map overrides name parameters that do not exist ({'; '.join(parts)})")
-    return overrides
+    return overrides or None

@@ -22,6 +22,10 @@ class Taps:
     grads: parameter name *in the subject's own naming* -> gradient (absent: grad was None).
     loss: the training loss (MSE of sigmoid(logits) against labels) of this batch, when computed.
     dtypes: level or parameter name -> dtype string, for the precision check.
+    slack: level -> error (absolute) the recording itself may add, e.g. logits recovered from sigmoid outputs;
+        the comparison adds it to the level's tolerance.
+    located: levels found by value in a layout of the subject's own (subjects.site_tap); their padded
+        positions hold the subject's own padding convention and are not compared.
     """
 
     subject: str
@@ -30,6 +34,8 @@ class Taps:
     grads: dict[str, Tensor] = field(default_factory=dict)
     loss: float | None = None
     dtypes: dict[str, str] = field(default_factory=dict)
+    slack: dict[str, float] = field(default_factory=dict)
+    located: set[str] = field(default_factory=set)
 
     def record_level(self, name: str, value: Tensor) -> None:
         self.dtypes[name] = str(value.dtype).removeprefix("torch.")

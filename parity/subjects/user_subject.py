@@ -1,30 +1,28 @@
 """A user's own re-implementation as an audit subject: how to call it, and where its levels are.
 
-`parity check --replica SPEC` names a factory, `module:function` or `path/to/file.py:function`. The factory
-returns either
+`parity check --replica SPEC` names a factory, `module:function` or `path/to/file.py:function`, called after
+`torch.manual_seed(seed)` with whichever of the keyword arguments `variant`, `config` (a `replica.ModelConfig`)
+and `seed` it accepts (a model built in the original's order then gets the original's initial weights). It
+returns a model, or a pair `(model, adapter)`.
 
-* a bare `nn.Module` whose forward takes the replica's arguments, `model(x, note_locations)` with `x` a
-  PackedSequence of note features and `note_locations` a dict of zero-padded (N, T) int64 tensors, and
-  returns logits (N, num_labels); only the logits and the gradients can then be compared, or
-* a pair `(model, adapter)`, where the adapter tells the tool how to call the model and where its levels are.
-
-The factory is called after `torch.manual_seed(seed)`, with whichever of the keyword arguments `variant`,
-`config` (a `replica.ModelConfig`) and `seed` it accepts, so a model built in the original's order gets the
-original's initial weights and the init check can compare them.
-
-An adapter is any object with these attributes (all optional; subclass `Adapter` for the defaults):
+The model is called through the one calling path (subjects.calling) with the conventions the adapter declares
+(subjects.conventions: input packed or padded, location_base, mask, lengths, output logits or predictions,
+input_width); whatever it leaves out is probed on a tiny batch (subjects.probe) and reported. Its levels are
+found by value (compare.locate over subjects.capture's recording of every intermediate tensor), so the adapter
+needs no hooks; optional adapter members override or add:
 
     levels     {level name: module path}  the output of that module (forward hook) is the level;
                "path:input" takes the module's first input instead. Level names: core.levels.LEVELS.
-               Outputs are normalised: a tuple gives its first element, a PackedSequence is padded to
-               (N, T, C), a (sum of lengths, C) tensor laid out like the packed input is unpacked to (N, T, C).
-               If the module runs more than once in one forward, its last output counts.
+               A tuple gives its first element, a PackedSequence is padded to its own lengths, a (sum of
+               lengths, C) tensor laid out like the packed input is unpacked to (N, T, C). If the module runs
+               more than once in one forward, its last output counts.
     attention  {map name: module path}   a module whose output is softmax weights (N, L, heads);
                names: attn.beat, attn.measure, attn.final.
     mapping    {reference name: your name} for parameters or whole modules (longest prefix wins), or a
-               function reference name -> your name (None: no partner). Used to copy the reference's weights.
-    forward(model, model_input) -> logits   model_input is replica.ModelInput (x, note_locations, labels,
-               lengths). Default: model(model_input.x, model_input.note_locations).
+               function reference name -> your name (None: no partner). Without it, parameters are paired by
+               name, then by shapes, call order and values.
+    forward(model, model_input) -> output   replaces the input side of the calling path; model_input is
+               replica.ModelInput (x, note_locations, labels, lengths). The output is read by the conventions.
     run_level(model, level, inputs, model_input) -> Tensor   compute one level from the given inputs
                (teacher forcing: tells a level's own error from the error it inherits). Optional.
     level_inputs {level: (input level names)}   for run_level; default: the replica's level graph.
@@ -51,21 +49,20 @@ from percepiano_parity.subjects.adapter import (
     AdapterError,
     ReplicaAdapter,
     _module_path,
+    custom_forward,
     resolve_mapping,
     validate_adapter,
 )
+from percepiano_parity.subjects.calling import CallResult, ModelCall
+from percepiano_parity.subjects.capture import Recorded, recording
+from percepiano_parity.subjects.conventions import ConventionError, read_conventions
 from percepiano_parity.subjects.factory import _one_line, call_factory, load_factory
+from percepiano_parity.subjects.layouts import Counts
+from percepiano_parity.subjects.probe import probe_conventions
 from percepiano_parity.subjects.replica_subject import _model_input, preserved_state, training_loss
+from percepiano_parity.subjects.site_tap import LevelSite, SiteTap
 from percepiano_parity.subjects.subject import SubjectInfo
 from percepiano_parity.subjects.taps import Taps
-
-# ------------------------------------------------------------------------------------------ loading
-
-
-# ------------------------------------------------------------------------------------------ mapping
-
-
-# ------------------------------------------------------------------------------------------ capture
 
 
 def _normalise(value: Any, model_input: ModelInput) -> Tensor | None:
@@ -73,8 +70,7 @@ def _normalise(value: Any, model_input: ModelInput) -> Tensor | None:
     if isinstance(value, tuple | list) and value:
         value = value[0]
     if isinstance(value, PackedSequence):
-        total = int(model_input.lengths.max())
-        padded, _ = pad_packed_sequence(value, batch_first=True, total_length=total)
+        padded, _ = pad_packed_sequence(value, batch_first=True)  # to its own lengths (notes or nodes)
         return padded
     if not isinstance(value, Tensor):
         return None
@@ -125,58 +121,90 @@ def default_level_inputs(variant: str) -> dict[str, tuple[str, ...]]:
 
 
 class UserSubject:
-    """Runs a user's model through its adapter and records levels, attention maps, loss and gradients."""
+    """Runs a user's model through the one calling path (subjects.calling) and records levels, attention maps,
+    loss and gradients. Levels come from the adapter's explicit `levels` / `attention` (hooks), else from the
+    sites where they were found by value (`use_sites`, after compare.locate)."""
 
-    def __init__(self, model: nn.Module, adapter: Any, info: SubjectInfo, num_label: int) -> None:
+    def __init__(self, model: nn.Module, adapter: Any, info: SubjectInfo, num_label: int, call: ModelCall,
+                 variant: str = "han-total") -> None:
         self.model = model
         self.adapter = adapter
         self.info = info
         self.num_label = num_label
+        self.call = call
+        self.variant = variant
+        self.sites: dict[str, LevelSite] = {}
+        given = getattr(adapter, "level_inputs", None)
+        self._graph = {k: tuple(v) for k, v in dict(given).items()} if given else None
 
-    def _forward(self, inp: ModelInput) -> Tensor:
-        forward = getattr(self.adapter, "forward", None) or DEFAULT_ADAPTER.forward
-        logits = forward(self.model, inp)
-        if isinstance(logits, tuple | list) and logits:
-            logits = logits[0]
-        expected = (len(inp.lengths), self.num_label)
-        if not isinstance(logits, Tensor):
-            raise AdapterError(f"the replica ({self.info.source}) returned {type(logits).__name__} from forward; "
-                               f"expected logits of shape {expected}")
-        if tuple(logits.shape) != expected:
-            raise AdapterError(f"the replica ({self.info.source}) returned logits of shape {tuple(logits.shape)} "
-                               f"for a batch of {expected[0]}; expected {expected}: check the adapter's forward "
-                               "and the model's num_label")
-        return logits
+    # -- locating levels by value ---------------------------------------------------------------------
+    def level_graph(self) -> dict[str, tuple[str, ...]]:
+        """Level -> the levels it is computed from (the adapter's level_inputs, else the replica's graph)."""
+        if self._graph is None:
+            self._graph = default_level_inputs(self.variant)
+        return self._graph
+
+    def explicit(self) -> set[str]:
+        """Levels and attention maps the adapter names explicitly (they are not looked for by value)."""
+        return set(getattr(self.adapter, "levels", {}) or {}) | set(getattr(self.adapter, "attention", {}) or {})
+
+    def capture(self, batch: CanonicalBatch) -> tuple[list[Recorded], Counts]:
+        """Every intermediate tensor of one eval-mode forward (no gradients), for compare.locate."""
+        inp = _model_input(self.model, batch)
+        with preserved_state(self.model), torch.no_grad(), recording(self.model) as recorder:
+            self.model.eval()
+            self._call(inp, batch)
+        return recorder.records, Counts.of(inp)
+
+    def use_sites(self, sites: Mapping[str, LevelSite]) -> None:
+        self.sites = dict(sites)
+
+    # -- running ----------------------------------------------------------------------------------------
+    def _call(self, inp: ModelInput, batch: CanonicalBatch) -> CallResult:
+        try:
+            return self.call(self.model, inp)
+        except (AdapterError, ConventionError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's model failing on a batch
+            raise AdapterError(f"the replica ({self.info.source}) failed on a batch "
+                               f"({', '.join(batch.tags) or 'generated'}): {_one_line(exc)}") from exc
 
     def run(self, batch: CanonicalBatch, *, grads: bool = True, train: bool = False) -> Taps:
         taps = Taps(subject=self.info.name)
         inp = _model_input(self.model, batch)
         levels = dict(getattr(self.adapter, "levels", {}) or {})
         attention = dict(getattr(self.adapter, "attention", {}) or {})
+        tap = SiteTap(list(self.sites.values())) if self.sites else None
         with preserved_state(self.model):
             self.model.train(train)
             for p in self.model.parameters():
                 p.grad = None
             with torch.set_grad_enabled(grads), _captured(self.model, levels, inp) as got, \
                     _captured(self.model, attention, inp) as maps:
-                try:
-                    logits = self._forward(inp)
-                except AdapterError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the user's model failing on a batch
-                    raise AdapterError(f"the replica ({self.info.source}) failed on a batch "
-                                       f"({', '.join(batch.tags) or 'generated'}): {_one_line(exc)}") from exc
+                with tap.recording(self.model) if tap is not None else contextlib.nullcontext():
+                    result = self._call(inp, batch)
+                found = tap.levels(Counts.of(inp)) if tap is not None else {}
                 for level in LEVELS:
                     if level in got:
                         taps.record_level(level, got[level])
-                taps.record_level("logits", logits)
+                    elif level in found and level != "logits":
+                        taps.record_level(level, found[level])
+                        taps.located.add(level)
+                taps.record_level("logits", result.logits)
+                if result.logits_slack:
+                    taps.slack["logits"] = result.logits_slack
                 for name in ATTENTIONS:
                     if name in maps:
                         taps.record_attention(name, maps[name])
+                    elif name in found:
+                        taps.record_attention(name, found[name])
+                if result.predictions is not None:
+                    loss = nn.functional.mse_loss(result.predictions.float(), inp.labels.float())
+                else:
+                    loss = training_loss(result.logits, inp.labels)
+                taps.loss = float(loss.detach())
                 if grads:
-                    loss = training_loss(logits, inp.labels)
                     loss.backward()
-                    taps.loss = float(loss.detach())
                     taps.record_grads(dict(self.model.named_parameters()))
         return taps
 
@@ -184,13 +212,8 @@ class UserSubject:
 class TeacherForcedUserSubject(UserSubject):
     """A user subject whose adapter can compute one level from given inputs (local error available)."""
 
-    def __init__(self, model: nn.Module, adapter: Any, info: SubjectInfo, num_label: int, variant: str) -> None:
-        super().__init__(model, adapter, info, num_label)
-        given = getattr(adapter, "level_inputs", None)
-        self._graph = {k: tuple(v) for k, v in dict(given).items()} if given else default_level_inputs(variant)
-
     def level_inputs(self, level: str) -> tuple[str, ...]:
-        return self._graph.get(level, ())
+        return self.level_graph().get(level, ())
 
     def run_level(self, level: str, inputs: Mapping[str, Tensor], batch: CanonicalBatch) -> Tensor:
         inp = _model_input(self.model, batch)
@@ -206,14 +229,19 @@ class TeacherForcedUserSubject(UserSubject):
 
 
 def make_user_subject(model: nn.Module, adapter: Any, *, spec: str, variant: str, config: ModelConfig,
-                      name: str = "replica") -> UserSubject:
+                      name: str = "replica", probe: bool = True) -> UserSubject:
+    """A subject for the user's model: the adapter's declared conventions, the rest probed on a tiny batch."""
+    conventions = read_conventions(adapter, spec, reference_width=config.input_size)
+    call = ModelCall(conventions, num_label=config.num_label, source=spec, adapter_forward=custom_forward(adapter))
+    if probe:
+        call = probe_conventions(model, call, config)
     info = SubjectInfo(name=name, kind="user-replica", variant=variant, source=spec,
                        extra={"class": f"{type(model).__module__}.{type(model).__qualname__}",
                               "adapter": type(adapter).__qualname__ if adapter is not DEFAULT_ADAPTER else "default",
-                              "levels": sorted(getattr(adapter, "levels", {}) or {}, key=LEVELS.index)})
-    if callable(getattr(adapter, "run_level", None)):
-        return TeacherForcedUserSubject(model, adapter, info, config.num_label, variant)
-    return UserSubject(model, adapter, info, config.num_label)
+                              "levels": sorted(getattr(adapter, "levels", {}) or {}, key=LEVELS.index),
+                              "conventions": call.conventions.describe()})
+    kind = TeacherForcedUserSubject if callable(getattr(adapter, "run_level", None)) else UserSubject
+    return kind(model, adapter, info, config.num_label, call, variant)
 
 
 def recipe_source(model: nn.Module, adapter: Any) -> Any:

@@ -238,6 +238,10 @@ def test_user_replica_lightning_example_passes(work):
     assert {"embedding", "voice", "beat_nodes", "measure_spanned", "total_note_cat", "pooled", "logits"} <= set(levels)
     assert levels["beat"]["local_max_rel"] is not None  # teacher forcing through the adapter's run_level
     assert not [f for c in data["checks"] for f in c["findings"] if f["kind"] == "forward.missing_level"]
+    # no level map and no weight mapping (nn.LSTM where the reference has its own class): found by value
+    located = {row["level"]: row for row in forward["tables"]["located"]}
+    assert located and all(row["found"] == "yes" for row in located.values())
+    assert data["settings"]["mapping_overrides"] == []
     recipe = next(c for c in data["checks"] if c["id"] == "recipe")
     assert recipe["status"] == "passed", recipe  # read from the module's configure_optimizers
 

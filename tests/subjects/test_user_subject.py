@@ -11,7 +11,9 @@ from torch import nn
 
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.commands.options import UsageError
-from percepiano_parity.core.levels import LEVELS
+from percepiano_parity.compare.engine import Engine
+from percepiano_parity.compare.mapping import map_weights
+from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.replica import SMALL_CONFIG, build
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
 from percepiano_parity.subjects.subject import SubjectInfo, TeacherForcible
@@ -55,7 +57,7 @@ def test_load_factory_errors_are_one_line_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="has no attribute 'nope'"):
         load_factory(f"{EXAMPLE}:nope")
     with pytest.raises(UsageError, match="not callable"):
-        load_factory(f"{EXAMPLE}:LitAdapter.levels")
+        load_factory(f"{EXAMPLE}:MASK_VALUE")
 
 
 def test_load_factory_by_module_name():
@@ -99,24 +101,33 @@ def test_adapter_names_are_checked_against_levels_and_modules():
 
 
 def test_mapping_by_module_prefix_or_function(example):
-    model, adapter = example
+    model, _ = example
     reference = build("han-total", SMALL_CONFIG)
+    adapter = Adapter(mapping={"note_embedder.fc": "embed.fc", "score_encoder.lstm": "notes.lstm", "out_fc": "head"})
     mapping = resolve_mapping(adapter, reference, model)
-    assert len(mapping) == len(list(reference.parameters()))
+    assert len(mapping) == sum(1 for n, _ in reference.named_parameters()
+                               if n.startswith(("note_embedder.", "score_encoder.lstm.", "out_fc.")))
     assert mapping["score_encoder.lstm.weight_ih_l0"] == "notes.lstm.weight_ih_l0"
     assert mapping["out_fc.4.bias"] == "head.4.bias"
     renamed = Adapter(mapping=lambda name: name.replace("note_embedder.", "embed.") if "embedder" in name else None)
     assert resolve_mapping(renamed, reference, model) == {"note_embedder.fc.weight": "embed.fc.weight",
                                                           "note_embedder.fc.bias": "embed.fc.bias"}
-    with pytest.raises(AdapterError, match="does not have"):
-        resolve_mapping(Adapter(mapping={"out_fc": "classifier"}), reference, model)
+    # a mapping naming what the replica lacks is kept, and the comparison reports it (mapping never aborts)
+    bad = resolve_mapping(Adapter(mapping={"out_fc": "classifier"}), reference, model)
+    assert bad["out_fc.1.weight"] == "classifier.1.weight"
+    problems = map_weights(reference, model, overrides=bad).bad_overrides
+    assert {p["candidate"] for p in problems} == {f"classifier.{k}.{w}" for k in (1, 4) for w in ("weight", "bias")}
+    assert {p["problem"] for p in problems} == {"not a parameter of the replica"}
 
 
-def test_example_records_every_level_and_matches_the_replica(example, batch):
+def test_example_levels_are_found_by_value_and_match_the_replica(example, batch):
     model, adapter = example
     subject = make_user_subject(model, adapter, spec="example", variant="han-total", config=SMALL_CONFIG)
     assert isinstance(subject, TeacherForcedUserSubject) and isinstance(subject, TeacherForcible)
     reference = ReplicaSubject(build("han-total", SMALL_CONFIG, seed=0), SubjectInfo("original", "x", "han-total"))
+    Engine(reference, subject, variant="han-total", config=SMALL_CONFIG).prepare(batch)  # pairs weights, locates
+    assert set(subject.sites) == (set(LEVELS) - {"logits"}) | set(ATTENTIONS)
+    assert all(site.found and site.site.line > 0 for site in subject.sites.values())
     mine, theirs = subject.run(batch), reference.run(batch)
     assert list(mine.levels) == [level for level in LEVELS if level in theirs.levels]
     for level, value in theirs.levels.items():
@@ -126,6 +137,7 @@ def test_example_records_every_level_and_matches_the_replica(example, batch):
     assert mine.loss == pytest.approx(theirs.loss, abs=1e-7)
     assert set(mine.grads) == {n for n, _ in model.named_parameters() if not n.startswith("unused_")}
     assert all(p.grad is None for p in model.parameters())  # the user's model is left as it was
+    assert subject.model is not model  # the audit runs a private copy holding the reference's weights
     local = subject.run_level("beat", {"beat_nodes": theirs.levels["beat_nodes"]}, batch)
     assert torch.allclose(local, theirs.levels["beat"], atol=1e-6)
 
@@ -160,14 +172,14 @@ def test_wrong_logits_and_crashing_models_are_adapter_errors(batch):
             return model(model_input.x, model_input.note_locations)[:, :5]
 
     model = build("han-total", SMALL_CONFIG)
-    with pytest.raises(AdapterError, match=r"logits of shape \(3, 5\).*expected \(3, 19\)"):
+    with pytest.raises(AdapterError, match=r"logits of shape \(2, 5\).*expected \(2, 19\)"):  # on the probe
         make_user_subject(model, Five(), spec="m", variant="han-total", config=SMALL_CONFIG).run(batch)
 
     class Crash(Adapter):
         def forward(self, model, model_input):
             raise IndexError("index 40 is out of bounds")
 
-    with pytest.raises(AdapterError, match="failed on a batch .*IndexError: index 40"):
+    with pytest.raises(AdapterError, match="failed on the probe batch .*IndexError: index 40"):
         make_user_subject(model, Crash(), spec="m", variant="han-total", config=SMALL_CONFIG).run(batch)
 
 

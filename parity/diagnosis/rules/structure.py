@@ -272,7 +272,7 @@ def _tied_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
     if hit is None:
         return {}
     ref = hit.evidence.get("reference_modules") or []
-    cand = hit.evidence.get("candidate_modules") or []
+    cand = hit.evidence.get("candidate_names") or [m for m in [hit.evidence.get("candidate_module")] if m]
     return {"reference_modules": " and ".join(map(str, ref)) or None,
             "candidate_modules": " and ".join(map(str, cand)) or None,
             "shared_module": str(cand[0]) if cand else None}

@@ -1,0 +1,142 @@
+"""Pairing the modules that names alone leave unpaired, by what they compute: their parameter shapes (not their
+class: a hand-written LSTM or a Linear under another parent is the same computation), whether and in which
+order they are called, and their names as a last resort.
+
+Within a group of same-shaped modules, called modules pair with called ones in call order and never-called ones
+(the original's unused performance encoder) with never-called ones. When call order and name similarity
+disagree, the group is "undecided": both assignments are kept for compare.pair_values to settle by value (the
+reference's weights copied either way, the logits compared).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+MAX_EXHAUSTIVE = 6  # groups up to this size try every assignment by name (720 at most)
+
+
+@dataclass
+class Group:
+    """Same-signature modules of both sides, with the assignment each rule gives (reference -> candidate)."""
+
+    reference: list[str]
+    candidate: list[str]
+    by_order: dict[str, str]
+    by_name: dict[str, str]
+
+    @property
+    def decided(self) -> bool:
+        return self.by_order == self.by_name
+
+    def to_list(self) -> list[str]:
+        return sorted(self.reference) + ["<->"] + sorted(self.candidate)
+
+
+def tokens(name: str) -> set[str]:
+    """Words of a dotted name, plural 's' dropped ("voices" and "voice" are one word)."""
+    words = (t for t in re.split(r"[._]", name.lower()) if t and not t.isdigit())
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words}
+
+
+def similarity(a: str, b: str) -> float:
+    ta, tb = tokens(a), tokens(b)
+    return len(ta & tb) / len(ta | tb) if ta | tb else 0.0
+
+
+def kind(module: nn.Module) -> str:
+    """What kind of computation a module's own parameters take part in: the RNN mode for any recurrent module
+    (nn.LSTM or a subclass), otherwise nothing beyond the shapes."""
+    return module.mode if isinstance(module, nn.RNNBase) else ""
+
+
+def signature(module: nn.Module) -> tuple:
+    """Kind and own parameter shapes in registration order (names and class do not count)."""
+    return kind(module), tuple(tuple(p.shape) for p in module.parameters(recurse=False))
+
+
+def structure_key(module: nn.Module) -> tuple:
+    """Kind and the ranks of the own parameters: a Linear of any width has the key of every other Linear."""
+    return kind(module), tuple(p.dim() for p in module.parameters(recurse=False))
+
+
+def ranks(model: nn.Module, order: Sequence[str] | None) -> dict[str, int]:
+    """Module -> position of its first call (a module never called itself takes its first-called descendant's)."""
+    rank = {name: i for i, name in enumerate(order or [])}
+    out: dict[str, int] = {}
+    for name, _ in model.named_modules():
+        own = rank.get(name)
+        below = [r for n, r in rank.items() if name == "" or n.startswith(name + ".")]
+        best = min([r for r in [own, *below] if r is not None], default=None)
+        if best is not None:
+            out[name] = best
+    return out
+
+
+def _assign_by_order(refs: list[str], cands: list[str], rank_r: dict[str, int], rank_c: dict[str, int]) -> dict:
+    out: dict[str, str] = {}
+    called_r = sorted((n for n in refs if n in rank_r), key=rank_r.__getitem__)
+    called_c = sorted((n for n in cands if n in rank_c), key=rank_c.__getitem__)
+    out.update(zip(called_r, called_c, strict=False))
+    idle_r = [n for n in refs if n not in rank_r]
+    idle_c = [n for n in cands if n not in rank_c]
+    out.update(_assign_by_name(idle_r, idle_c))
+    return out
+
+
+def _assign_by_name(refs: Iterable[str], cands: list[str]) -> dict[str, str]:
+    """The assignment with the most total name similarity (every assignment tried for groups of up to 6; ties
+    keep the registration order), greedy beyond that."""
+    refs = list(refs)
+    if 0 < len(refs) <= MAX_EXHAUSTIVE and 0 < len(cands) <= MAX_EXHAUSTIVE:
+        if len(refs) <= len(cands):
+            options = [dict(zip(refs, perm, strict=False)) for perm in itertools.permutations(cands, len(refs))]
+        else:
+            options = [dict(zip(perm, cands, strict=False)) for perm in itertools.permutations(refs, len(cands))]
+        return max(options, key=lambda o: sum(similarity(r, c) for r, c in o.items()))
+    out: dict[str, str] = {}
+    left = list(cands)
+    for r in refs:
+        if not left:
+            break
+        best = max(left, key=lambda c: (similarity(r, c), -left.index(c)))
+        left.remove(best)
+        out[r] = best
+    return out
+
+
+def group_modules(reference: nn.Module, candidate: nn.Module, ref_modules: Iterable[str], cand_modules: Iterable[str],
+                  ref_order: Sequence[str] | None, cand_order: Sequence[str] | None,
+                  key: str = "signature") -> list[Group]:
+    """Groups of same-signature (or, with key="structure", same-structure) modules and their assignments."""
+    of = signature if key == "signature" else structure_key
+    mods_r = dict(reference.named_modules())
+    mods_c = dict(candidate.named_modules())
+    rank_r, rank_c = ranks(reference, ref_order), ranks(candidate, cand_order)
+    groups_r: dict[tuple, list[str]] = defaultdict(list)
+    groups_c: dict[tuple, list[str]] = defaultdict(list)
+    wanted_r, wanted_c = set(ref_modules), set(cand_modules)
+    for n in mods_r:  # registration order: deterministic, and the order ties keep
+        if n in wanted_r:
+            groups_r[of(mods_r[n])].append(n)
+    for n in mods_c:
+        if n in wanted_c:
+            groups_c[of(mods_c[n])].append(n)
+    out = []
+    for sig, names_r in groups_r.items():
+        names_c = groups_c.get(sig, [])
+        if not names_c or (key != "signature" and len(names_r) != len(names_c)):
+            continue
+        if len(names_r) == 1 and len(names_c) == 1:
+            pair = {names_r[0]: names_c[0]}
+            out.append(Group(names_r, names_c, pair, pair))
+            continue
+        by_order = _assign_by_order(names_r, names_c, rank_r, rank_c)
+        by_name = _assign_by_name(names_r, names_c) if key == "signature" else by_order
+        out.append(Group(sorted(names_r), sorted(names_c), by_order, by_name))
+    return out
