@@ -109,7 +109,7 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
     comparison = compare(reference, candidate, batches, options, inputs, progress)
     log.step("training checks")
     training = training_checks(options, reference, candidate, reference.variant, reference.config, reference.seed,
-                               comparison.overrides)
+                               _settled_pairs(comparison))
     log.step("diagnosis")
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
                           extra_explanations_context=_diagnosis_context(reference))
@@ -174,6 +174,14 @@ def compare(reference: Reference, candidate: Candidate, batches: Sequence[Canoni
     except BatchError as exc:
         raise UsageError(f"batch rejected: {exc}") from exc
     return Comparison(state, engine, watches, settings, overrides)
+
+
+def _settled_pairs(comparison: Comparison) -> dict[str, str] | None:
+    """The weight pairing the comparison settled (names, call order, values and overrides), for the training
+    checks: they copy the same weights into the same parameters as the forward check did."""
+    pairs = {r: c for r, c in comparison.state.weight_map.pairs.items() if r != c}
+    merged = {**pairs, **(comparison.overrides or {})}
+    return merged or None
 
 
 def _diagnosis_context(reference: Reference) -> dict[str, Any]:

@@ -51,8 +51,16 @@ def similarity(a: str, b: str) -> float:
 
 def kind(module: nn.Module) -> str:
     """What kind of computation a module's own parameters take part in: the RNN mode for any recurrent module
-    (nn.LSTM or a subclass), otherwise nothing beyond the shapes."""
-    return module.mode if isinstance(module, nn.RNNBase) else ""
+    (nn.LSTM or a subclass, or a hand-written cell with nn.LSTM's parameter names: its recurrent weight has 4
+    gate blocks of the hidden size for an LSTM, 3 for a GRU), otherwise nothing beyond the shapes."""
+    if isinstance(module, nn.RNNBase):
+        return module.mode
+    recurrent = module._parameters.get("weight_hh_l0")
+    if recurrent is not None and recurrent.dim() == 2 and recurrent.shape[1] > 0:
+        gates = recurrent.shape[0] // recurrent.shape[1]
+        if recurrent.shape[0] % recurrent.shape[1] == 0 and gates in (1, 3, 4):
+            return {4: "LSTM", 3: "GRU", 1: "RNN_TANH"}[gates]
+    return ""
 
 
 def signature(module: nn.Module) -> tuple:

@@ -53,10 +53,17 @@ def _segment(level: str, roots: Sequence[str]) -> int:
     return seg
 
 
+def _whole_model_cause(findings: Sequence[Finding]) -> bool:
+    """Whether a rule whose cause acts on every level (reduced precision) explains these findings."""
+    return any(rule.whole_model and rule.match(list(findings)) for rule in RULES)
+
+
 def views(findings: Sequence[Finding]) -> list[tuple[str | None, list[Finding]]]:
-    """(root, findings) per independent root; the first view also holds every finding about the whole model."""
+    """(root, findings) per independent root; the first view also holds every finding about the whole model.
+    One view when a whole-model cause (reduced precision) explains the findings: every level's own error then
+    follows from it."""
     roots = _roots(findings)
-    if len(roots) < 2:
+    if len(roots) < 2 or _whole_model_cause(findings):
         return [(roots[0] if roots else None, list(findings))]
     out: list[tuple[str | None, list[Finding]]] = [(r, []) for r in roots]
     for f in findings:

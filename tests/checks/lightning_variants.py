@@ -29,6 +29,25 @@ Lit = ex.PercePianoLit
 LitAdapter = ex.LitAdapter
 
 
+# The pairing `parity check` settles for the worked example by shapes, call order and values (the example's
+# adapter declares none; test_trajectory_runs_replica_code checks that the engine finds exactly this): tests that
+# run a training check directly, without the engine, pass it as the audit's pairing.
+EXAMPLE_PAIRING = {
+    "note_embedder.fc": "embed.fc",
+    "score_encoder.lstm": "notes.lstm",
+    "score_encoder.voice_net": "voices.lstm",
+    "score_encoder.beat_attention": "beat_pool.attention",
+    "score_encoder.beat_rnn": "beats.lstm",
+    "score_encoder.measure_attention": "measure_pool.attention",
+    "score_encoder.measure_rnn": "measures.lstm",
+    "performance_encoder.performance_contractor": "unused_performance_encoder.contractor",
+    "performance_encoder.performance_final_attention": "unused_performance_encoder.attention",
+    "performance_contractor": "contract",
+    "performance_final_attention": "pool.attention",
+    "out_fc": "head",
+}
+
+
 def _factory(cls: type, adapter: type = LitAdapter) -> Any:
     def build(variant: str = "han-total", config: Any = None) -> tuple[nn.Module, Any]:
         return cls(config or ex.DEFAULT_CONFIG), adapter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lightning_variants import (
+    EXAMPLE_PAIRING,
     build_functional_head_dropout,
     build_hand_cell_notes,
     build_noisy_logits,
@@ -16,13 +17,18 @@ from lightning_variants import (
     build_takes_batch,
 )
 
+from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.checks.training import recipe as recipe_check
 from percepiano_parity.checks.training import trajectory
-from percepiano_parity.checks.training.calling import model_input, no_randomness, without_dropout
+from percepiano_parity.checks.training.calling import forward, model_input, no_randomness, without_dropout
+from percepiano_parity.compare.engine import Engine
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.diagnosis import diagnose
 from percepiano_parity.replica.config import SMALL_CONFIG
-from percepiano_parity.subjects.user_subject import resolve_mapping
+from percepiano_parity.replica.variants import build
+from percepiano_parity.subjects.replica_subject import ReplicaSubject
+from percepiano_parity.subjects.subject import SubjectInfo
+from percepiano_parity.subjects.user_subject import make_user_subject, resolve_mapping
 
 VARIANT = "han-total"
 
@@ -37,9 +43,24 @@ def _run(reference, factory, *, adapter_forward=True):
     model, adapter = factory(config=SMALL_CONFIG)
     inputs = [model_input(model, b) for b in reference.batches[:2]]
     candidate = recipe_check.read_candidate(model, model=model, adapter=adapter, inputs=inputs)
-    overrides = resolve_mapping(adapter, reference.start_model, model)
+    overrides = resolve_mapping(adapter, reference.start_model, model) or \
+        resolve_mapping(_Pairing(), reference.start_model, model)
     return trajectory.run(candidate, VARIANT, candidate_model=model, adapter=adapter if adapter_forward else None,
                           overrides=overrides, reference=reference)
+
+
+class _Pairing:
+    mapping = EXAMPLE_PAIRING
+
+
+def test_the_engine_pairs_the_worked_example_as_the_direct_runs_here_do():
+    model, adapter = build_hand_cell_notes(config=SMALL_CONFIG)
+    reference = ReplicaSubject(build(VARIANT, SMALL_CONFIG, seed=7), SubjectInfo(name="original", kind="fake", variant=VARIANT))
+    candidate = make_user_subject(model, adapter, spec="hand-cell", variant=VARIANT, config=SMALL_CONFIG)
+    engine = Engine(reference, candidate, variant=VARIANT, config=SMALL_CONFIG)
+    engine.prepare(generate_batches(1, 7, batch_size=3, config=SMALL_CONFIG, max_notes=24, include_edge_cases=False)[0])
+    expected = resolve_mapping(_Pairing(), reference.model, model)
+    assert engine.state.weight_map.pairs == expected
 
 
 def _significant(result):
@@ -83,9 +104,9 @@ def test_a_hand_written_lstm_cell_with_its_own_dropout_is_not_flagged(reference)
     model, adapter = build_hand_cell_notes(config=SMALL_CONFIG)
     clone, inp = without_dropout(model), model_input(model, reference.batches[0])
     with torch.no_grad():
-        assert not torch.equal(adapter.forward(clone, inp), adapter.forward(clone, inp))
+        assert not torch.equal(forward(adapter, clone, inp), forward(adapter, clone, inp))
         with no_randomness():
-            assert torch.equal(adapter.forward(clone, inp), adapter.forward(clone, inp))
+            assert torch.equal(forward(adapter, clone, inp), forward(adapter, clone, inp))
 
 
 def test_functional_dropout_in_eval_leaves_training_alone_but_flags_the_forward(reference):

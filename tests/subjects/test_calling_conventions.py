@@ -175,6 +175,8 @@ def test_the_bundled_replica_probes_to_the_original_conventions():
     subject = make_user_subject(build("han-total", SMALL_CONFIG), Adapter(), spec="r", variant="han-total",
                                 config=SMALL_CONFIG)
     c = subject.call.conventions
-    assert (c.input, c.mask, c.lengths, c.output, dict(c.location_base)["beat"]) == ("packed", False, False,
+    # its forward takes optional `lengths` (the note counts the voice and hierarchy code would otherwise derive
+    # from the PackedSequence): a parameter named like one is passed
+    assert (c.input, c.mask, c.lengths, c.output, dict(c.location_base)["beat"]) == ("packed", False, True,
                                                                                      "logits", 0)
     assert "does not change" in c.detected["location_base"]

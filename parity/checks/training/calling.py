@@ -89,6 +89,23 @@ def forward(adapter: Any, model: nn.Module, model_input: ModelInput) -> Tensor:
     return logits_of(out)
 
 
+class CalledThrough:
+    """The user's adapter as the training checks see it, with `forward` replaced by the audit's one calling path
+    (subjects.calling.ModelCall: the declared or probed conventions), so a model that takes padded input, a mask
+    or returns a dict is stepped exactly as the forward check called it. Every other attribute (loss,
+    training_batch, trainer, ...) is the adapter's own."""
+
+    def __init__(self, adapter: Any, call: Callable[[nn.Module, ModelInput], Any]) -> None:
+        self._adapter = adapter
+        self._call = call
+
+    def forward(self, model: nn.Module, model_input: ModelInput) -> Tensor:
+        return self._call(model, model_input).logits
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+
 @dataclass(frozen=True)
 class LossCall:
     """The candidate's own training loss: `run(model, model_input, batch_index)` returns the scalar loss tensor

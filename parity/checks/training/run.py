@@ -31,11 +31,15 @@ def training_checks(options: CheckOptions, reference: Reference, candidate: Cand
         return [CheckResult(c, "skipped", reason="training checks are not available in this installation")
                 for c in TRAINING_CHECKS]
     from percepiano_parity import original_adapter
+    from percepiano_parity.checks.training.calling import CalledThrough
 
     original = reference.original
+    adapter = candidate.adapter
+    if candidate.call is not None:  # a user's model: stepped through the calling path the forward check used
+        adapter = CalledThrough(adapter, candidate.call)
     try:
         results = checks_for(original, candidate.recipe, variant, config, seed, original=original,
-                             candidate_model=candidate.subject.model, adapter=candidate.adapter,
+                             candidate_model=candidate.subject.model, adapter=adapter,
                              overrides=overrides)
     except original_adapter.OriginalLoadError as exc:
         raise UsageError(f"original: {exc}") from None

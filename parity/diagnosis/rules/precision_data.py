@@ -22,7 +22,9 @@ def _precision(findings: Sequence[Finding]) -> list[Finding] | None:
         findings, "recipe.mismatch", where=lambda f: f.location == "precision")
     if not lowered:
         return None
-    return lowered + having(findings, "precision.parameters") + downstream(findings, None)
+    # relation tests at a level of lowered precision measure the rounding, not a second cause
+    relations = [f for f in findings if f.kind.startswith("forward.relation") or f.kind == "forward.root"]
+    return lowered + having(findings, "precision.parameters") + downstream(findings, None) + relations
 
 
 def _precision_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
@@ -59,7 +61,7 @@ def _embedder_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
 RULES: list[Rule] = [
     # ---- precision and inputs ----------------------------------------------------------------------------
     Rule(
-        id="PP-PRECISION", title="Reduced precision (autocast) instead of float32",
+        id="PP-PRECISION", title="Reduced precision (autocast) instead of float32", whole_model=True,
         severity=Severity.ERROR,
         original_does="Trains and evaluates in float32: no autocast and no half() anywhere in train_m2pf.py.",
         replica_does="Runs levels in a lower precision ({dtypes}).",
