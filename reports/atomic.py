@@ -3,7 +3,9 @@
 Each file is written to a temporary name in its own directory (so `os.replace` is a rename on the same file
 system), flushed and fsynced, then renamed over the target. `write_all_atomic` writes every temporary file
 before it renames any, so a failure while writing leaves the previous set untouched and no temporary files
-behind.
+behind. The renames of one set run under an exclusive lock on the folder (flock on the folder itself, so no
+lock file is left behind) and with SIGINT/SIGTERM held until they are done: two runs writing into the same
+folder at once leave one complete set, and an interrupt leaves either the old set or the new one.
 """
 
 from __future__ import annotations
@@ -11,8 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+from percepiano_parity.core.interrupts import deferred_signals
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: renames stay atomic one by one, sets are not locked
+    fcntl = None  # type: ignore[assignment]
 
 _DEFAULT_MODE = 0o644
 
@@ -60,6 +69,26 @@ def _write_temp(path: Path, data: bytes) -> Path:
     return tmp
 
 
+@contextlib.contextmanager
+def locked_folders(folders: Iterable[Path]) -> Iterator[None]:
+    """Hold an exclusive lock on each folder (in a fixed order, so two writers cannot deadlock)."""
+    handles: list[int] = []
+    try:
+        for folder in sorted({str(f) for f in folders}):
+            if fcntl is None:
+                break
+            try:
+                fd = os.open(folder, os.O_RDONLY)
+            except OSError:
+                continue
+            handles.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits for the other writer; a Ctrl-C still ends the wait
+        yield
+    finally:
+        for fd in handles:
+            os.close(fd)  # closing releases the lock
+
+
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
     """Replace `path` with `data` (str is written as UTF-8) atomically; return the path."""
     target = Path(path)
@@ -86,10 +115,11 @@ def write_all_atomic(files: Mapping[str | os.PathLike[str], str | bytes]) -> lis
     try:
         for target, data in payload:
             temps.append((_write_temp(target, data), target))
-        while temps:
-            tmp, target = temps[0]
-            os.replace(tmp, target)
-            temps.pop(0)
+        with locked_folders(target.parent for _, target in temps), deferred_signals():
+            while temps:
+                tmp, target = temps[0]
+                os.replace(tmp, target)
+                temps.pop(0)
     finally:
         for tmp, _ in temps:
             with contextlib.suppress(OSError):

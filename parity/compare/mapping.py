@@ -10,7 +10,6 @@ partner are reported, never silently dropped. Weights are copied into the candid
 from __future__ import annotations
 
 import re
-import tomllib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,16 +50,10 @@ def _signature(module: nn.Module) -> tuple:
 
 
 def load_overrides(path: str | Path | None) -> dict[str, str]:
-    if path is None:
-        return {}
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"cannot read mapping overrides {path}: {exc}") from None
-    table = data.get("map", {})
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise ValueError(f"{path}: expected a [map] table of reference name = candidate name")
-    return dict(table)
+    """The `[map]` table of an override file ({} for None); see compare.mapping_file (InputError when bad)."""
+    from percepiano_parity.compare.mapping_file import read_mapping_file
+
+    return read_mapping_file(path)
 
 
 def map_weights(reference: nn.Module, candidate: nn.Module, *, reference_order: list[str] | None = None,

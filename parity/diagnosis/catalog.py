@@ -29,10 +29,18 @@ How look-alike deviations are told apart (all from findings):
 from __future__ import annotations
 
 from percepiano_parity.diagnosis.rule import Rule
-from percepiano_parity.diagnosis.rules import attention, generic, hierarchy, precision_data, recipe, structure
+from percepiano_parity.diagnosis.rules import (
+    attention,
+    generic,
+    hierarchy,
+    non_finite,
+    precision_data,
+    recipe,
+    structure,
+)
 
 # Specific families first; every rule's priority fixes the order in which diagnosis tries it.
-RULES: list[Rule] = [*structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES, *recipe.RULES,
+RULES: list[Rule] = [*non_finite.RULES, *structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES, *recipe.RULES,
                      *generic.RULES]
 
 

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from percepiano_parity.core.guard import call_user, user_code
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.replica.batch import CanonicalBatch, ModelInput
 from percepiano_parity.replica.config import ModelConfig
@@ -54,7 +55,7 @@ from percepiano_parity.subjects.adapter import (
     resolve_mapping,
     validate_adapter,
 )
-from percepiano_parity.subjects.factory import _one_line, call_factory, load_factory
+from percepiano_parity.subjects.factory import call_factory, load_factory
 from percepiano_parity.subjects.replica_subject import _model_input, preserved_state, training_loss
 from percepiano_parity.subjects.subject import SubjectInfo
 from percepiano_parity.subjects.taps import Taps
@@ -133,9 +134,15 @@ class UserSubject:
         self.info = info
         self.num_label = num_label
 
-    def _forward(self, inp: ModelInput) -> Tensor:
+    @staticmethod
+    def _on(batch: CanonicalBatch) -> str:
+        return f"on a batch ({', '.join(batch.tags) or 'generated'})"
+
+    def _forward(self, inp: ModelInput, batch: CanonicalBatch) -> Tensor:
         forward = getattr(self.adapter, "forward", None) or DEFAULT_ADAPTER.forward
-        logits = forward(self.model, inp)
+        own = getattr(type(self.adapter), "forward", None) not in (None, Adapter.forward)
+        with user_code("adapter.forward" if own else "forward", context=self._on(batch)):
+            logits = forward(self.model, inp)
         if isinstance(logits, tuple | list) and logits:
             logits = logits[0]
         expected = (len(inp.lengths), self.num_label)
@@ -159,13 +166,7 @@ class UserSubject:
                 p.grad = None
             with torch.set_grad_enabled(grads), _captured(self.model, levels, inp) as got, \
                     _captured(self.model, attention, inp) as maps:
-                try:
-                    logits = self._forward(inp)
-                except AdapterError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the user's model failing on a batch
-                    raise AdapterError(f"the replica ({self.info.source}) failed on a batch "
-                                       f"({', '.join(batch.tags) or 'generated'}): {_one_line(exc)}") from exc
+                logits = self._forward(inp, batch)
                 for level in LEVELS:
                     if level in got:
                         taps.record_level(level, got[level])
@@ -175,7 +176,8 @@ class UserSubject:
                         taps.record_attention(name, maps[name])
                 if grads:
                     loss = training_loss(logits, inp.labels)
-                    loss.backward()
+                    with user_code("backward", context=self._on(batch)):
+                        loss.backward()
                     taps.loss = float(loss.detach())
                     taps.record_grads(dict(self.model.named_parameters()))
         return taps
@@ -198,7 +200,8 @@ class TeacherForcedUserSubject(UserSubject):
         with preserved_state(self.model), torch.no_grad():
             self.model.eval()
             cast = {k: v.to(device=param.device, dtype=param.dtype) for k, v in inputs.items()}
-            out = self.adapter.run_level(self.model, level, cast, inp)
+            out = call_user("adapter.run_level", self.adapter.run_level, self.model, level, cast, inp,
+                            context=f"for level {level}")
             got = _normalise(out, inp)
             if got is None:
                 raise AdapterError(f"the adapter's run_level({level!r}) returned {type(out).__name__}, not a tensor")
@@ -220,7 +223,7 @@ def recipe_source(model: nn.Module, adapter: Any) -> Any:
     """What the user's side offers for the recipe check (None when nothing)."""
     get = getattr(adapter, "recipe", None)
     if callable(get):
-        return get(model)
+        return call_user("adapter.recipe", get, model)
     return model if callable(getattr(model, "configure_optimizers", None)) else None
 
 

@@ -44,6 +44,7 @@ from percepiano_parity.checks.training.recipe_source import (  # noqa: F401
     parse_parser_defaults,
     read_loop_facts,
 )
+from percepiano_parity.core.guard import call_user
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE, Recipe
 
 
@@ -80,7 +81,8 @@ def read_candidate(candidate: Any) -> CandidateRecipe:
         values["betas"] = tuple(values["betas"])
         return CandidateRecipe(values, frozenset(values), "replica Recipe")
     if hasattr(candidate, "configure_optimizers"):
-        return _from_lightning(candidate.configure_optimizers(), f"{type(candidate).__name__}.configure_optimizers()")
+        made = call_user("configure_optimizers", candidate.configure_optimizers)
+        return _from_lightning(made, f"{type(candidate).__name__}.configure_optimizers()")
     if isinstance(candidate, torch.optim.Optimizer):
         return _from_objects(candidate, None, None, "optimizer object")
     if isinstance(candidate, tuple) and candidate and isinstance(candidate[0], torch.optim.Optimizer):
@@ -88,7 +90,7 @@ def read_candidate(candidate: Any) -> CandidateRecipe:
         interval = candidate[2] if len(candidate) > 2 else None
         return _from_objects(candidate[0], sched, _interval(interval), "optimizer/scheduler pair")
     if callable(candidate):
-        return _from_lightning(candidate(), "configure_optimizers()")
+        return _from_lightning(call_user("configure_optimizers", candidate), "configure_optimizers()")
     return _from_lightning(candidate, "configure_optimizers() result")
 
 
