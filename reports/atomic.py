@@ -48,10 +48,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(path: Path, data: bytes) -> Path:
-    """Write `data` to a new temporary file beside `path`; return its path. Nothing is left on failure."""
+def _write_temp(path: Path, data: bytes, created: list[Path] | None = None) -> Path:
+    """Write `data` to a new temporary file beside `path`; return its path. Nothing is left on failure.
+
+    `created` gets the temporary path as soon as the file exists, so a caller interrupted right after this
+    returns still knows what to remove."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
+    if created is not None:
+        created.append(tmp)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -107,21 +112,20 @@ def write_all_atomic(files: Mapping[str | os.PathLike[str], str | bytes]) -> lis
     """Write a set of files: all temporaries first, then one rename each. Return the paths in order.
 
     Every value must already be rendered; if converting or writing any of them fails, no target is touched
-    and every temporary file is removed. (Renames themselves are the only step after which an error can
-    leave the set mixed, and a rename on one directory does not fail in practice.)
+    and every temporary file is removed, also when SIGINT/SIGTERM interrupts the writing. The renames run
+    under the folders' lock with those signals held, so another writer or an interrupt never sees half a
+    set. (A rename on one directory does not fail in practice.)
     """
     payload = [(Path(p), _as_bytes(data)) for p, data in files.items()]  # fails before anything is written
-    temps: list[tuple[Path, Path]] = []
+    created: list[Path] = []  # temporaries that exist and are not renamed yet
     try:
-        for target, data in payload:
-            temps.append((_write_temp(target, data), target))
+        temps = [(_write_temp(target, data, created), target) for target, data in payload]
         with locked_folders(target.parent for _, target in temps), deferred_signals():
-            while temps:
-                tmp, target = temps[0]
+            for tmp, target in temps:
                 os.replace(tmp, target)
-                temps.pop(0)
+                created.remove(tmp)
     finally:
-        for tmp, _ in temps:
+        for tmp in created:
             with contextlib.suppress(OSError):
                 tmp.unlink()
     for directory in dict.fromkeys(target.parent for target, _ in payload):

@@ -335,6 +335,10 @@ def validate(options: CheckOptions) -> None:
         value = getattr(options, name)
         if value and not Path(value).expanduser().exists():
             raise UsageError(f"{OPTION_BY_NAME[name].flag} {value}: no such file or folder")
+    if options.model_config not in MODEL_CONFIGS:  # a YAML file: checked now even if a bundle will ignore it
+        from percepiano_parity.core.model_yaml import read_model_yaml
+
+        read_model_yaml(options.model_config)
 
 
 __all__ = ["OPTIONS", "OPTION_BY_KEY", "OPTION_BY_NAME", "CheckOptions", "Option", "UsageError", "find_config",

@@ -1,13 +1,14 @@
 """Where a forward first produces NaN or infinite values: the module and the tensor operation.
 
-Run once, on the batch where a subject's recordings first held non-finite values (`subjects.watch`):
+Two more forwards of the batch where a subject's recordings first held non-finite values (`subjects.watch`):
 
 * every module gets a forward hook; hooks fire when a module returns, so the first module whose output holds
   non-finite values is the innermost one that produced them (a module with finite children that returns
   NaN did it in its own forward);
-* a `TorchDispatchMode` sees every tensor operation (aten op) and remembers the first one whose output holds
-  the same kind of value (NaN, or infinities) with the Python line that called it, in the user's code when
-  the stack holds any (`core.guard.users_frame`).
+* then a `TorchDispatchMode`, active only while that module runs (so only its own operations are slowed),
+  sees every tensor operation (aten op) and remembers the first one whose output holds the same kind of
+  value (NaN, or infinities), with the Python line that called it, in the user's code when the stack holds
+  any (`core.guard.users_frame`).
 
 Intentional infinities that do not leave a module (a -inf attention mask before a softmax) are skipped: the
 operation is looked for only inside the culprit module's forward. Sources: torch forward hooks and
@@ -16,7 +17,6 @@ operation is looked for only inside the culprit module's forward. Sources: torch
 
 from __future__ import annotations
 
-import contextlib
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -54,20 +54,15 @@ def non_finite_kind(value: Any) -> str | None:
 
 
 class _Ops:
-    """The tensor operations with non-finite outputs, in order, while the dispatch mode is active."""
+    """The first tensor operation whose output holds `kind` values, while the dispatch mode is active."""
 
-    def __init__(self) -> None:
-        self.seen: list[tuple[int, str, str, traceback.FrameSummary | None]] = []  # (tick, op, kind, frame)
-        self.tick = 0
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.first: tuple[str, traceback.FrameSummary | None] | None = None
 
     def record(self, func: Any, out: Any) -> None:
-        self.tick += 1
-        if len(self.seen) >= 64:
-            return
-        kind = non_finite_kind(out)
-        if kind is not None:
-            frame = users_frame(traceback.extract_stack()[:-3])
-            self.seen.append((self.tick, str(func), kind, frame))
+        if self.first is None and non_finite_kind(out) == self.kind:
+            self.first = (str(func), users_frame(traceback.extract_stack()[:-3]))
 
 
 def _dispatch_mode(ops: _Ops) -> Any:
@@ -82,48 +77,74 @@ def _dispatch_mode(ops: _Ops) -> Any:
     return Watch()
 
 
-def locate_non_finite(model: nn.Module, run: Callable[[], Any]) -> dict[str, Any]:
-    """Run `run()` (a forward of `model`) and say where non-finite values first appear.
-
-    Returns {"module": dotted name ("" for the model itself), "module_type", "kind"} and, when the tensor
-    operation was seen, {"op": e.g. "aten.log.default", "at": "file:line, in function"}; {} when nothing
-    non-finite appeared (the values came from elsewhere, e.g. the loss).
-    """
-    ops = _Ops()
+def _culprit(model: nn.Module, run: Callable[[], Any]) -> dict[str, Any]:
+    """The first module to return non-finite values (innermost first, as hooks fire on return)."""
     culprit: dict[str, Any] = {}
-    entered: dict[str, int] = {}
     handles = []
     for name, module in model.named_modules():
-        def pre(_m: nn.Module, _args: Any, name: str = name) -> None:
-            entered.setdefault(name, ops.tick)
-
         def post(m: nn.Module, _args: Any, output: Any, name: str = name) -> None:
-            if culprit:
-                return
-            kind = non_finite_kind(output)
+            kind = None if culprit else non_finite_kind(output)
             if kind is not None:
-                culprit.update(module=name, module_type=type(m).__name__, kind=kind,
-                               span=(entered.get(name, 0), ops.tick))
+                culprit.update(module=name, module_type=type(m).__name__, kind=kind)
 
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        handles.append(module.register_forward_hook(post))
     try:
-        mode = _dispatch_mode(ops)
-    except Exception:  # noqa: BLE001 - the dispatch mode is a refinement; the module alone still helps
-        mode = None
-    try:
-        with torch.no_grad(), (mode if mode is not None else contextlib.nullcontext()):
+        with torch.no_grad():
             run()
     finally:
         for handle in handles:
             handle.remove()
+    return culprit
+
+
+def _operation(model: nn.Module, culprit: dict[str, Any], run: Callable[[], Any]) -> dict[str, str]:
+    """The culprit module's first tensor operation with non-finite output (a second forward, with the dispatch
+    mode active only while that module runs, so only its own operations pay for it)."""
+    ops = _Ops(culprit["kind"])
+    mode = _dispatch_mode(ops)
+    module = model.get_submodule(culprit["module"])
+    depth = [0]
+
+    def enter(_m: nn.Module, _args: Any) -> None:
+        depth[0] += 1
+        if depth[0] == 1:
+            mode.__enter__()
+
+    def leave(_m: nn.Module, _args: Any, _output: Any) -> None:
+        depth[0] -= 1
+        if depth[0] == 0:
+            mode.__exit__(None, None, None)
+
+    handles = [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+        while depth[0] > 0:  # the module raised inside: leave the mode anyway
+            depth[0] -= 1
+            mode.__exit__(None, None, None)
+    if ops.first is None:
+        return {}
+    op, frame = ops.first
+    return {"op": op, "at": shown_frame(frame) if frame is not None else ""}
+
+
+def locate_non_finite(model: nn.Module, run: Callable[[], Any]) -> dict[str, Any]:
+    """Run `run()` (a forward of `model`) and say where non-finite values first appear.
+
+    Returns {"module": dotted name ("" for the model itself), "module_type", "kind"} and, when the tensor
+    operation was seen, {"op": e.g. "aten.log.default", "at": "file:line, in function"}; {} when no module
+    returned non-finite values (they came from elsewhere, e.g. the loss).
+    """
+    culprit = _culprit(model, run)
     if not culprit:
         return {}
-    start, end = culprit.pop("span")
-    for tick, op, kind, frame in ops.seen:
-        if start < tick <= end and kind == culprit["kind"]:
-            culprit["op"] = op
-            culprit["at"] = shown_frame(frame) if frame is not None else ""
-            break
+    try:
+        culprit.update(_operation(model, culprit, run))
+    except Exception:  # noqa: BLE001 - the operation is a refinement; the module alone still says where
+        pass
     return culprit
 
 
