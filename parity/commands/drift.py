@@ -15,7 +15,7 @@ from pydantic import ConfigDict
 
 from percepiano_parity.commands.options import UsageError
 from percepiano_parity.core.report import Report
-from percepiano_parity.core.validation import Schema, validated
+from percepiano_parity.core.schema import Schema, validated
 
 
 class _Explained(Schema):

@@ -18,7 +18,8 @@ from pathlib import Path
 from pydantic import field_validator, model_validator
 
 from percepiano_parity.core.report import Explanation
-from percepiano_parity.core.validation import InputError, Schema, read_toml, validated
+from percepiano_parity.core.schema import Schema, validated
+from percepiano_parity.core.validation import InputError, read_toml
 
 
 class WaiverEntry(Schema):

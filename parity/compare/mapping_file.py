@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from percepiano_parity.core.validation import Schema, read_toml, validated
+from percepiano_parity.core.schema import Schema, validated
+from percepiano_parity.core.validation import read_toml
 
 
 class MappingFile(Schema):

@@ -14,7 +14,8 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
-from percepiano_parity.core.validation import InputError, Schema, read_yaml, validated
+from percepiano_parity.core.schema import Schema, validated
+from percepiano_parity.core.validation import InputError, read_yaml
 from percepiano_parity.replica.config import ModelConfig
 
 MAX_SIZE = 4096  # hidden units per direction; the published model uses 256

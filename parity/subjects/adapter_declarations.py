@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import ConfigDict, field_validator
 
 from percepiano_parity.core.guard import user_code
-from percepiano_parity.core.validation import InputError, Schema, got, validated
+from percepiano_parity.core.schema import Schema, validated
+from percepiano_parity.core.validation import InputError, got
 
 CALLBACKS: tuple[str, ...] = ("forward", "run_level", "recipe")  # optional methods; each must be callable
 
