@@ -2,7 +2,7 @@
 
 import sys
 
-from percepiano_parity.commands.cli import main
+from percepiano_parity.commands.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -75,6 +75,15 @@ class ModelConfig:
                 raise ValueError(f"nn_params.{name} is missing or not a mapping")
             return value
 
+        try:
+            return cls._from_blocks(block, nn, input_size, num_label)
+        except KeyError as exc:
+            raise ValueError(f"nn_params: missing key {exc}") from None
+        except TypeError as exc:
+            raise ValueError(f"nn_params: {exc}") from None
+
+    @classmethod
+    def _from_blocks(cls, block: Any, nn: dict[str, Any], input_size: int, num_label: int) -> ModelConfig:
         return cls(
             input_size=input_size,
             num_label=num_label,

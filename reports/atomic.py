@@ -3,7 +3,9 @@
 Each file is written to a temporary name in its own directory (so `os.replace` is a rename on the same file
 system), flushed and fsynced, then renamed over the target. `write_all_atomic` writes every temporary file
 before it renames any, so a failure while writing leaves the previous set untouched and no temporary files
-behind.
+behind. The renames of one set run under an exclusive lock on the folder (flock on the folder itself, so no
+lock file is left behind) and with SIGINT/SIGTERM held until they are done: two runs writing into the same
+folder at once leave one complete set, and an interrupt leaves either the old set or the new one.
 """
 
 from __future__ import annotations
@@ -11,8 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+from percepiano_parity.core.interrupts import deferred_signals
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: renames stay atomic one by one, sets are not locked
+    fcntl = None  # type: ignore[assignment]
 
 _DEFAULT_MODE = 0o644
 
@@ -39,10 +48,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(path: Path, data: bytes) -> Path:
-    """Write `data` to a new temporary file beside `path`; return its path. Nothing is left on failure."""
+def _write_temp(path: Path, data: bytes, created: list[Path] | None = None) -> Path:
+    """Write `data` to a new temporary file beside `path`; return its path. Nothing is left on failure.
+
+    `created` gets the temporary path as soon as the file exists, so a caller interrupted right after this
+    returns still knows what to remove."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
+    if created is not None:
+        created.append(tmp)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -58,6 +72,26 @@ def _write_temp(path: Path, data: bytes) -> Path:
             tmp.unlink()
         raise
     return tmp
+
+
+@contextlib.contextmanager
+def locked_folders(folders: Iterable[Path]) -> Iterator[None]:
+    """Hold an exclusive lock on each folder (in a fixed order, so two writers cannot deadlock)."""
+    handles: list[int] = []
+    try:
+        for folder in sorted({str(f) for f in folders}):
+            if fcntl is None:
+                break
+            try:
+                fd = os.open(folder, os.O_RDONLY)
+            except OSError:
+                continue
+            handles.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits for the other writer; a Ctrl-C still ends the wait
+        yield
+    finally:
+        for fd in handles:
+            os.close(fd)  # closing releases the lock
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
@@ -78,20 +112,20 @@ def write_all_atomic(files: Mapping[str | os.PathLike[str], str | bytes]) -> lis
     """Write a set of files: all temporaries first, then one rename each. Return the paths in order.
 
     Every value must already be rendered; if converting or writing any of them fails, no target is touched
-    and every temporary file is removed. (Renames themselves are the only step after which an error can
-    leave the set mixed, and a rename on one directory does not fail in practice.)
+    and every temporary file is removed, also when SIGINT/SIGTERM interrupts the writing. The renames run
+    under the folders' lock with those signals held, so another writer or an interrupt never sees half a
+    set. (A rename on one directory does not fail in practice.)
     """
     payload = [(Path(p), _as_bytes(data)) for p, data in files.items()]  # fails before anything is written
-    temps: list[tuple[Path, Path]] = []
+    created: list[Path] = []  # temporaries that exist and are not renamed yet
     try:
-        for target, data in payload:
-            temps.append((_write_temp(target, data), target))
-        while temps:
-            tmp, target = temps[0]
-            os.replace(tmp, target)
-            temps.pop(0)
+        temps = [(_write_temp(target, data, created), target) for target, data in payload]
+        with locked_folders(target.parent for _, target in temps), deferred_signals():
+            for tmp, target in temps:
+                os.replace(tmp, target)
+                created.remove(tmp)
     finally:
-        for tmp, _ in temps:
+        for tmp in created:
             with contextlib.suppress(OSError):
                 tmp.unlink()
     for directory in dict.fromkeys(target.parent for target, _ in payload):

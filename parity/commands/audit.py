@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from percepiano_parity.checks import run_model_checks
+from percepiano_parity.checks.non_finite import add_non_finite_findings
 from percepiano_parity.checks.training.run import TRAINING_CHECKS
 from percepiano_parity.commands.waivers import Waivers
 from percepiano_parity.compare.engine import Engine, EngineOptions
@@ -30,6 +31,7 @@ from percepiano_parity.replica.batch import CanonicalBatch
 from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.subjects.reference import Reference
 from percepiano_parity.subjects.subject import Subject
+from percepiano_parity.subjects.watch import FiniteWatch
 
 
 @dataclass
@@ -79,9 +81,12 @@ def statuses(checks: list[CheckResult], fail_on: Severity, waived_keys: set[str]
 
 
 def build_report(state: ComparisonState, settings: AuditSettings, subjects: Sequence[Subject],
-                 extra_checks: Sequence[CheckResult] = (), *, extra_explanations_context: dict | None = None
-                 ) -> Report:
+                 extra_checks: Sequence[CheckResult] = (), *, extra_explanations_context: dict | None = None,
+                 watches: Sequence[FiniteWatch] = ()) -> Report:
+    """Checks, diagnosis and waivers into a Report; `watches` add where NaN/inf values start (before diagnosis,
+    which explains them)."""
     checks = run_model_checks(state, settings.engine.tolerances) + list(extra_checks)
+    add_non_finite_findings(checks, watches)
     have = {c.id for c in checks}
     for cid in CHECK_IDS:
         if cid not in have:

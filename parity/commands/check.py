@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from percepiano_parity.batches.plan import make_batches, validate_batches
-from percepiano_parity.checks.non_finite import add_non_finite_findings
 from percepiano_parity.checks.training.run import training_checks
 from percepiano_parity.commands.audit import (
     AuditSettings,
@@ -37,6 +36,7 @@ from percepiano_parity.compare.mapping import load_overrides
 from percepiano_parity.compare.state import ComparisonState
 from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.interrupts import signals_as_interrupted
 from percepiano_parity.core.options import CheckOptions
 from percepiano_parity.core.report import Report
 from percepiano_parity.replica.batch import BatchError, CanonicalBatch
@@ -92,7 +92,16 @@ class _Log:
 
 
 def run_check(options: CheckOptions, *, progress: Progress | None = None, notify: Notify | None = None) -> Report:
-    """Run one audit as the options say and return its Report (see the module docstring)."""
+    """Run one audit as the options say and return its Report (see the module docstring).
+
+    Ctrl-C and SIGTERM raise `core.interrupts.Interrupted` meanwhile, so a `KeyboardInterrupt` or `SystemExit`
+    that the user's code raises is told apart from one the user sends (`core.guard`).
+    """
+    with signals_as_interrupted():
+        return _run_check(options, progress, notify)
+
+
+def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify | None) -> Report:
     if os.environ.get(INTERNAL_ERROR_HOOK) == "1":
         raise InternalErrorHook(f"internal error provoked on purpose ({INTERNAL_ERROR_HOOK}=1 test hook)")
     log = _Log(progress, notify)
@@ -112,12 +121,11 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
                                _settled_pairs(comparison))
     log.step("diagnosis")
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
-                          extra_explanations_context=_diagnosis_context(reference))
+                          extra_explanations_context=_diagnosis_context(reference), watches=comparison.watches)
     log.step("verifying fixes")
     verify_report_fixes(report, comparison.state, reference.subject, candidate.subject, batches,
                         comparison.settings, floor_meter=comparison.engine.floor_meter)
     skip_unsupported(report, reference)
-    add_non_finite_findings(report, comparison.watches)
     describe_run(report, options, reference, batches, comparison, log)
     add_drift(report, inputs, log)
     return report
@@ -128,16 +136,8 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
 
 def read_inputs(options: CheckOptions) -> Inputs:
     """Waivers, mapping overrides and the previous report: every file that can be wrong, refused up front."""
-    waivers = Waivers()
-    if options.waivers:
-        try:
-            waivers = Waivers.load(options.waivers)
-        except ValueError as exc:
-            raise UsageError(f"--waivers: {exc}") from None
-    try:
-        mapping = load_overrides(options.mapping)
-    except ValueError as exc:
-        raise UsageError(f"--mapping: {exc}") from None
+    waivers = Waivers.load(options.waivers) if options.waivers else Waivers()
+    mapping = load_overrides(options.mapping)
     previous = load_previous(options.compare_to) if options.compare_to else None
     return Inputs(waivers, mapping, previous)
 

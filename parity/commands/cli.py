@@ -8,7 +8,9 @@ Exit codes (core.report.ExitCode, decided here and nowhere else):
     1  a finding at or above --fail-on (with --fail-on-new: a new explanation)
     2  usage or load error: bad option or config, missing checkout, unreadable bundle, waivers or mapping file,
        a replica factory or adapter that fails, a batch a model rejects; one line on stderr
-    3  internal error (a bug in the tool): one line on stderr, `--debug` shows the traceback
+    3  internal error (a bug in the tool): one line on stderr that says so and where to report it, `--debug`
+       shows the traceback
+  130  interrupted (Ctrl-C), 143 terminated (SIGTERM): one line; earlier reports stay as they were
 Test hooks (see parity.run_check): PARITY_TEST_INTERNAL_ERROR=1 makes `parity check` fail with exit code 3;
 PARITY_TEST_REFERENCE=replica makes the faithful bundled replica the reference when none is given.
 """
@@ -30,6 +32,8 @@ from percepiano_parity.commands.options import (
     read_config,
     resolve_options,
 )
+from percepiano_parity.core.guard import describe, location, user_frame
+from percepiano_parity.core.interrupts import Interrupted, signals_as_interrupted
 from percepiano_parity.core.report import ExitCode
 
 PROG = "parity"
@@ -154,12 +158,16 @@ STAGES = {"prepare": "mapping weights and tracing both models", "batch": "compar
 
 def cmd_check(args: argparse.Namespace) -> int:
     from percepiano_parity.commands.check import run_check
-    from percepiano_parity.reports import render_console, write_reports
+    from percepiano_parity.commands.report_dir import check_report_dir
+    from percepiano_parity.reports import FILE_NAMES, render_console, write_reports
     from percepiano_parity.reports.console import progress
 
     cli = {option.name: getattr(args, option.name) for option in OPTIONS}
     options = resolve_options(cli, config_path=args.config)
     args.debug_from_config = options.debug
+    files = [f for f in options.formats if f != "console"]
+    if files:  # before the audit: an unwritable folder must not cost minutes of work
+        check_report_dir(options.report_dir, [FILE_NAMES[f] for f in files])
     out, err = _consoles()
     with progress(err) as bar:
         current: dict[str, Any] = {}
@@ -176,7 +184,6 @@ def cmd_check(args: argparse.Namespace) -> int:
             err.print(f"{PROG}: note: {message}", markup=False, highlight=False, soft_wrap=True)
 
         report = run_check(options, progress=on_progress, notify=on_note)
-    files = [f for f in options.formats if f != "console"]
     try:  # files first (atomically): a console piped into `head` must not cost the reports
         written = write_reports(report, options.report_dir, files, options.severity) if files else []
     except OSError as exc:
@@ -377,7 +384,20 @@ def cmd_deviations(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (see the module docstring)."""
+    """Run the command line; returns the exit code (see the module docstring).
+
+    Ctrl-C (SIGINT) and SIGTERM anywhere in the run end it with one line and 130 / 143, after the report
+    writers have removed their temporary files; the previous reports stay as they were.
+    """
+    with signals_as_interrupted():
+        try:
+            return _main(argv)
+        except Interrupted as exc:  # also while the handler's imports (torch) are still loading
+            _err(exc.word)
+            return exc.exit_code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     parser = build_parser()
@@ -388,29 +408,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
-    from percepiano_parity.original_adapter.errors import OriginalLoadError
-
     try:
         return int(args.handler(args))
-    except (UsageError, OriginalLoadError) as exc:
+    except UsageError as exc:
         if debug or getattr(args, "debug_from_config", False):
             traceback.print_exc()
         _err(str(exc))
         return ExitCode.USAGE
-    except KeyboardInterrupt:
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:  # raised by code with our signal handlers in place: treat it like a Ctrl-C
         _err("interrupted")
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
-    except Exception as exc:  # noqa: BLE001 - the outermost layer maps every other failure to exit code 3
-        debug = debug or bool(getattr(args, "debug_from_config", False))
-        if debug:
-            traceback.print_exc()
-        text = " ".join(str(exc).split())
-        print(f"{PROG}: internal error: {type(exc).__name__}: {text[:300]}"
-              + ("" if debug else " (run again with --debug for the traceback)"), file=sys.stderr)
-        return ExitCode.INTERNAL
+    except BaseException as exc:  # noqa: BLE001 - the outermost layer maps every other failure to an exit code
+        return _unexpected(exc, debug or bool(getattr(args, "debug_from_config", False)))
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    """A failure no guard caught: the user's code (exit 2) when the traceback ends in it, else our bug (3)."""
+    from percepiano_parity.original_adapter.errors import OriginalLoadError
+
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, OriginalLoadError):
+        _err(str(exc))
+        return ExitCode.USAGE
+    if user_frame(exc) is not None:
+        where = location(exc)
+        _err(f"your code failed during the run: {describe(exc)}" + (f" (at {where})" if where else ""))
+        return ExitCode.USAGE
+    print(f"{PROG}: internal error: {describe(exc)}; this is a bug in percepiano-parity, not in your code or "
+          f"data: please report it to {bug_tracker()} with the output of the same command run with --debug"
+          + ("" if debug else " (which shows the traceback)"), file=sys.stderr)
+    return ExitCode.INTERNAL
+
+
+def bug_tracker() -> str:
+    """Where to report a bug of ours: the package's "Issues" URL when its metadata has one."""
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata("percepiano-parity").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("issues", "bug tracker", "tracker") and url.strip():
+            return url.strip()
+    return "the percepiano-parity issue tracker"
 
 
 if __name__ == "__main__":  # pragma: no cover

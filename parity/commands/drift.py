@@ -11,8 +11,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict
+
 from percepiano_parity.commands.options import UsageError
 from percepiano_parity.core.report import Report
+from percepiano_parity.core.schema import Schema, validated
+
+
+class _Explained(Schema):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+
+
+class PreviousReport(Schema):
+    """The parts of an earlier report.json that drift reads."""
+
+    variant: str
+    explanations: list[_Explained] = []
+    unexplained: list[str] = []
 
 
 def load_previous(path: str | Path) -> dict[str, Any]:
@@ -20,13 +37,16 @@ def load_previous(path: str | Path) -> dict[str, Any]:
     from percepiano_parity.reports.json_report import load_report_json
 
     try:
-        return load_report_json(path)
+        data = load_report_json(path)
     except FileNotFoundError:
         raise UsageError(f"--compare-to {path}: no such file") from None
     except OSError as exc:
         raise UsageError(f"--compare-to {path}: cannot read it ({exc.strerror})") from None
     except ValueError as exc:
         raise UsageError(f"--compare-to: {exc}") from None
+    validated(PreviousReport, {k: data[k] for k in PreviousReport.model_fields if k in data},
+              source=f"--compare-to {path}")
+    return data
 
 
 def ids_of(explanations: Any, unexplained: Any) -> list[str]:

@@ -11,6 +11,7 @@ config file, then `$PERCEPIANO_ORIGINAL` (for `original` only), then the default
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,50 +21,68 @@ from typing import Any
 from percepiano_parity.core.errors import UsageError
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.options import EDGE_MAX_NOTES, MIN_NOTES, CheckOptions
+from percepiano_parity.core.validation import InputError, got, read_toml, shown
 
 CONFIG_FILES = ("pyproject.toml", "parity.toml")
 ORIGINAL_ENV = "PERCEPIANO_ORIGINAL"
 MODEL_CONFIGS = ("default", "small")
+# Upper bounds of the integer options: what the libraries accept (numpy's legacy seeding takes 32 bits) and
+# far beyond any sensible run, so a typo fails in one line instead of deep inside torch or numpy.
+MAX_SEED = 2**32 - 1
+MAX_BATCHES = 10_000
+MAX_NOTES_CAP = 1_000_000
+MAX_THREADS = 1024
 
 
 # ------------------------------------------------------------------------------------------ option table
 
 
-def _int(minimum: int) -> Callable[[Any], int]:
+def _int(minimum: int, maximum: int) -> Callable[[Any], int]:
+    """An integer in [minimum, maximum], from an int or its decimal text (command line, config strings)."""
     def parse(value: Any) -> int:
-        if isinstance(value, bool):
-            raise ValueError(f"expected an integer, got {value!r}")
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise ValueError(f"expected an integer, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"expected an integer, got {got(value)}")
+        text = value.strip() if isinstance(value, str) else str(value)
+        if not re.fullmatch(r"[+-]?\d{1,40}", text):
+            raise ValueError(f"expected an integer, got {shown(value)}")
+        number = int(text)
         if number < minimum:
             raise ValueError(f"must be at least {minimum}, got {number}")
+        if number > maximum:
+            raise ValueError(f"must be at most {maximum}, got {shown(number)}")
         return number
     return parse
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
-        raise ValueError(f"expected a non-empty string, got {value!r}")
+        raise ValueError(f"expected a non-empty string, got {got(value)}")
+    if "\0" in str(value):
+        raise ValueError(f"expected text without NUL characters, got {shown(value)}")
     return str(value)
 
 
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("1", "true", "yes", "on") or (type(value) is int and value == 1):
         return True
-    if text in ("0", "false", "no", "off"):
+    if text in ("0", "false", "no", "off") or (type(value) is int and value == 0):
         return False
-    raise ValueError(f"expected true or false, got {value!r}")
+    raise ValueError(f"expected true or false, got {got(value)}")
 
 
 def _formats(value: Any) -> str:
     from percepiano_parity.reports import parse_formats
 
-    text = ",".join(value) if isinstance(value, list | tuple) else _text(value)
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value, 1):
+            if not isinstance(item, str):
+                raise ValueError(f"item {i} of the list: expected a format name (a string), got {got(item)}")
+        text = ",".join(value)
+    else:
+        text = _text(value)
     return ",".join(parse_formats(text))
 
 
@@ -132,8 +151,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("reference", "--reference", _text, None, "a recorded reference bundle (default: the shipped bundle "
            "for the variant when no original is given)", "BUNDLE", is_path=True),
     Option("variant", "--variant", _variant, "han-total", "which model to compare (see `parity variants`)", "ID"),
-    Option("batches", "--batches", _int(1), 3, "number of realistic batches (edge-case batches come on top)", "N"),
-    Option("seed", "--seed", _int(0), 0, "seed for the batches and for building both models", "S"),
+    Option("batches", "--batches", _int(1, MAX_BATCHES), 3, "number of realistic batches (edge-case batches come "
+           "on top)", "N"),
+    Option("seed", "--seed", _int(0, MAX_SEED), 0, "seed for the batches and for building both models", "S"),
     Option("device", "--device", _choice("cpu", "cuda"), "cpu", "where the models run", "{cpu,cuda}"),
     Option("report_dir", "--report-dir", _text, "parity-report", "folder for the report files", "DIR",
            is_path=True),
@@ -151,8 +171,8 @@ OPTIONS: tuple[Option, ...] = (
            "deviation applied (see `parity deviations`)", "NAME"),
     Option("mapping", "--mapping", _text, None, "weight-map overrides: TOML with a [map] table of reference "
            "name = replica name", "FILE", is_path=True),
-    Option("max_notes", "--max-notes", _int(MIN_NOTES), None, f"cap the notes per segment (at least {MIN_NOTES}); "
-           f"edge cases are capped at {EDGE_MAX_NOTES} anyway", "N"),
+    Option("max_notes", "--max-notes", _int(MIN_NOTES, MAX_NOTES_CAP), None, "cap the notes per segment (at least "
+           f"{MIN_NOTES}); edge cases are capped at {EDGE_MAX_NOTES} anyway", "N"),
     Option("model_config", "--model-config", _model_config, "default", "model size for a live original: "
            "default (the published yml), small (fast), or a path to one of the original's .yml files; a "
            "bundle fixes its own", "{default,small,FILE.yml}", is_path=False),
@@ -160,8 +180,8 @@ OPTIONS: tuple[Option, ...] = (
            const=False),
     Option("training_checks", "--no-training-checks", _bool, True, "leave out the recipe, trajectory and data "
            "checks (they take a few optimizer steps on both sides)", is_flag=True, const=False),
-    Option("threads", "--threads", _int(1), None, "torch CPU threads (default: torch's choice; 1 is often fastest "
-           "for the small models on a busy machine)", "N"),
+    Option("threads", "--threads", _int(1, MAX_THREADS), None, "torch CPU threads (default: torch's choice; 1 is "
+           "often fastest for the small models on a busy machine)", "N"),
     Option("thorough", "--thorough", _bool, False, "also measure what only serves to explain a mismatch where "
            "nothing differs (gradient noise floors, teacher-forced local error of every level); same verdict, "
            "slower", is_flag=True, const=True),
@@ -180,41 +200,47 @@ def find_config(start: str | Path | None = None) -> Path | None:
     pyproject = folder / "pyproject.toml"
     if pyproject.is_file():
         try:
-            if "parity" in tomllib.loads(pyproject.read_text()).get("tool", {}):
-                return pyproject
-        except (OSError, tomllib.TOMLDecodeError, AttributeError):
+            tool = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return pyproject  # let read_config report it
+        if not isinstance(tool, dict) or "parity" in tool:
+            return pyproject  # a `tool` that is not a table: read_config says so
     parity_toml = folder / "parity.toml"
     return parity_toml if parity_toml.is_file() else None
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The parity table of a config file: [tool.parity] of a pyproject.toml; in parity.toml either [tool.parity]
-    or top-level keys. Relative paths are made absolute against the file's folder."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"config file {p} does not exist") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read config file {p}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config file {p} is not valid TOML: {exc}") from None
+def _table(data: dict[str, Any], p: Path) -> dict[str, Any]:
+    """The parity table of a parsed config file ({} for a pyproject.toml without one)."""
     tool = data.get("tool", {})
-    table = tool.get("parity") if isinstance(tool, dict) else None
+    if not isinstance(tool, dict):
+        raise InputError(f"config file {p}: tool: expected a table, got {got(tool)}")
+    table = tool.get("parity")
     if table is None:
         if p.name == "pyproject.toml":
             return {}
-        table = {k: v for k, v in data.items() if k != "tool"}
+        return {k: v for k, v in data.items() if k != "tool"}
     if not isinstance(table, dict):
-        raise UsageError(f"{p}: [tool.parity] must be a table")
+        raise InputError(f"config file {p}: tool.parity: expected a table, got {got(table)}")
+    return table
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The parity table of a config file: [tool.parity] of a pyproject.toml; in parity.toml either [tool.parity]
+    or top-level keys. Every value is checked against its option (`InputError` naming the file and the key);
+    relative paths are made absolute against the file's folder."""
+    p = Path(path)
+    table = _table(read_toml(p, what="config file"), p)
     out: dict[str, Any] = {}
     for raw_key, value in table.items():
         key = str(raw_key).replace("_", "-")
         option = OPTION_BY_KEY.get(key)
         if option is None:
             known = ", ".join(o.key for o in OPTIONS)
-            raise UsageError(f"{p}: unknown key {raw_key!r} in the parity table; known keys: {known}")
+            raise InputError(f"config file {p}: unknown key {raw_key!r} in the parity table; known keys: {known}")
+        try:
+            option.parse(value)
+        except ValueError as exc:
+            raise InputError(f"config file {p}: {option.key}: {exc}") from None
         if option.is_path and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             value = str((p.parent / value).resolve())
         if option.name == "replica" and isinstance(value, str):
@@ -260,8 +286,8 @@ def resolve_options(cli: Mapping[str, Any], *, config_path: str | None = None, c
             try:
                 parsed = option.parse(value)
             except ValueError as exc:
-                label = option.flag if where == "command line" else f"{option.key} in {where}"
-                raise UsageError(f"{label}: {exc}") from None
+                label = option.flag if where == "command line" else f"config file {where}: {option.key}"
+                raise InputError(f"{label}: {exc}") from None
             setattr(options, option.name, parsed)
             options.explicit[option.name] = where
             break
@@ -309,6 +335,10 @@ def validate(options: CheckOptions) -> None:
         value = getattr(options, name)
         if value and not Path(value).expanduser().exists():
             raise UsageError(f"{OPTION_BY_NAME[name].flag} {value}: no such file or folder")
+    if options.model_config not in MODEL_CONFIGS:  # a YAML file: checked now even if a bundle will ignore it
+        from percepiano_parity.core.model_yaml import read_model_yaml
+
+        read_model_yaml(options.model_config)
 
 
 __all__ = ["OPTIONS", "OPTION_BY_KEY", "OPTION_BY_NAME", "CheckOptions", "Option", "UsageError", "find_config",

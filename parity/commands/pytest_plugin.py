@@ -93,16 +93,19 @@ def parity_check(request: pytest.FixtureRequest) -> Callable[..., Report]:
         __tracebackhide__ = True
         report_dir = options.pop("report_dir", None)
         formats = options.pop("format", None)
+        from percepiano_parity.commands.report_dir import check_report_dir
+        from percepiano_parity.reports import FILE_NAMES, write_reports
+
+        target = report_dir or (Path(default_dir) / request.node.name if default_dir else None)
+        wanted = [f for f in (formats or "md,json,html,junit").split(",") if f != "console"]
         try:
             resolved = resolve_options(options)
+            if target:  # before the audit, as the command does
+                check_report_dir(target, [FILE_NAMES[f] for f in wanted if f in FILE_NAMES], label="report_dir")
             report = run_check(resolved)
         except UsageError as exc:
             pytest.fail(f"parity_check: {exc}", pytrace=False)
-        target = report_dir or (Path(default_dir) / request.node.name if default_dir else None)
         if target:
-            from percepiano_parity.reports import write_reports
-
-            wanted = [f for f in (formats or "md,json,html,junit").split(",") if f != "console"]
             write_reports(report, target, wanted, resolved.severity)
         return report
 

@@ -15,7 +15,6 @@ silently dropped. Weights are copied into the candidate, never shared.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,16 +74,10 @@ def _join(module: str, name: str) -> str:
 
 
 def load_overrides(path: str | Path | None) -> dict[str, str]:
-    if path is None:
-        return {}
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"cannot read mapping overrides {path}: {exc}") from None
-    table = data.get("map", {})
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise ValueError(f"{path}: expected a [map] table of reference name = candidate name")
-    return dict(table)
+    """The `[map]` table of an override file ({} for None); see compare.mapping_file (InputError when bad)."""
+    from percepiano_parity.compare.mapping_file import read_mapping_file
+
+    return read_mapping_file(path)
 
 
 def candidate_aliases(candidate: nn.Module) -> dict[str, str]:

@@ -33,6 +33,7 @@ from percepiano_parity.diagnosis.rules import (
     attention,
     generic,
     hierarchy,
+    non_finite,
     precision_data,
     recipe,
     relations,
@@ -40,8 +41,8 @@ from percepiano_parity.diagnosis.rules import (
 )
 
 # Specific families first; every rule's priority fixes the order in which diagnosis tries it.
-RULES: list[Rule] = [*structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES, *relations.RULES,
-                     *recipe.RULES, *generic.RULES]
+RULES: list[Rule] = [*non_finite.RULES, *structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES,
+                     *relations.RULES, *recipe.RULES, *generic.RULES]
 
 
 def rule_by_id(rule_id: str) -> Rule | None:

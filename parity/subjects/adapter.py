@@ -11,8 +11,10 @@ from typing import Any, Protocol, runtime_checkable
 from torch import Tensor, nn
 
 from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.guard import call_user
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.replica.batch import ModelInput
+from percepiano_parity.subjects.adapter_declarations import read_declarations
 
 
 class AdapterError(UsageError):
@@ -78,8 +80,8 @@ def _module_path(spec_value: str) -> tuple[str, str]:
 
 def validate_adapter(model: nn.Module, adapter: Any, spec: str) -> None:
     """Check the adapter's names against the model and the known level names, before anything runs."""
-    levels = dict(getattr(adapter, "levels", {}) or {})
-    attention = dict(getattr(adapter, "attention", {}) or {})
+    declared = read_declarations(adapter, spec)  # types checked, one line naming the key when wrong
+    levels, attention = dict(declared.levels), dict(declared.attention)
     unknown = sorted(set(levels) - set(LEVELS))
     if unknown:
         raise AdapterError(f"the adapter of {spec} names unknown level{'s' if len(unknown) > 1 else ''} "
@@ -98,8 +100,6 @@ def validate_adapter(model: nn.Module, adapter: Any, spec: str) -> None:
             if path not in modules:
                 raise AdapterError(f"the adapter of {spec}: {kind} {name} points at {path!r}, which is not a "
                                    "module of the model (see model.named_modules())")
-    if not callable(getattr(adapter, "forward", DEFAULT_ADAPTER.forward)):
-        raise AdapterError(f"the adapter of {spec}: forward is not callable")
 
 
 def resolve_mapping(adapter: Any, reference: nn.Module, candidate: nn.Module) -> dict[str, str]:
@@ -113,7 +113,7 @@ def resolve_mapping(adapter: Any, reference: nn.Module, candidate: nn.Module) ->
     out: dict[str, str] = {}
     if callable(mapping):
         for name in ref_names:
-            target = mapping(name)
+            target = call_user("adapter.mapping", mapping, name, context=f"for {name!r}")
             if target:
                 out[name] = str(target)
     else:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.guard import call_user, user_code
 from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.subjects.adapter import (
     DEFAULT_ADAPTER,
@@ -39,11 +40,34 @@ def _import_target(target: str) -> Any:
         if str(path.parent) not in sys.path:
             sys.path.insert(0, str(path.parent))  # the file may import its neighbours
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            with user_code("replica module"):
+                spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
         return module
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # `parity` as a console script does not put the cwd on sys.path
-    return importlib.import_module(target)
+    with user_code("replica module", context=target):  # finding it imports its parent packages
+        found = _find_module(target)
+    if found is None:
+        raise UsageError(f"--replica: no module named {target!r} (on sys.path or in the working folder)")
+    with user_code("replica module", context=target):
+        return importlib.import_module(target)
+
+
+def _find_module(target: str) -> Any:
+    """The import spec of a dotted module name, None when it or a parent package does not exist."""
+    try:
+        return importlib.util.find_spec(target)
+    except ModuleNotFoundError as exc:
+        parts = target.split(".")
+        if exc.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:
+            return None
+        raise
+    except ValueError:  # a relative or empty name
+        return None
 
 
 def load_factory(spec: str) -> Callable[..., Any]:
@@ -51,12 +75,7 @@ def load_factory(spec: str) -> Callable[..., Any]:
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise UsageError(f"--replica {spec!r}: expected module:factory or path.py:factory")
-    try:
-        module = _import_target(target)
-    except UsageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure while importing the user's code
-        raise UsageError(f"--replica {spec}: importing {target} failed: {_one_line(exc)}") from exc
+    module = _import_target(target)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -85,10 +104,7 @@ def call_factory(factory: Callable[..., Any], spec: str, *, variant: str, config
     else:
         kwargs = {k: v for k, v in offered.items() if k in params}
     torch.manual_seed(seed)
-    try:
-        made = factory(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - the user's factory: any failure is a usage error
-        raise UsageError(f"the replica factory {spec} failed: {_one_line(exc)}") from exc
+    made = call_user("factory", factory, context=spec, **kwargs)
     if isinstance(made, tuple) and len(made) == 2:
         model, adapter = made
     else:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from percepiano_parity.batches.synthetic import generate_batches
+from percepiano_parity.core.guard import describe, is_code_failure, user_code
 from percepiano_parity.replica.batch import ModelInput, collate
 from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.subjects.adapter import AdapterError
@@ -50,14 +51,24 @@ def probe_batch(config: ModelConfig) -> ModelInput:
     return collate(batch)
 
 
-def _try(call: ModelCall, model: nn.Module, inp: ModelInput) -> tuple[Any, str | None]:
+def _try(call: ModelCall, model: nn.Module, inp: ModelInput, *, only: bool = False) -> tuple[Any, str | None]:
+    """The raw output of one trial call, or the one-line reason it failed. `only`: the one convention there is
+    (declared, or the adapter's own forward): a failure is then the user's code failing (core.guard), with the
+    file:line of the user's frame."""
+    what = "adapter.forward" if call.adapter_forward is not None else "forward"
+    if only:
+        with user_code(what, context="on the probe batch (2 short segments)"), torch.no_grad(), \
+                torch.random.fork_rng(devices=[]):
+            return call.raw(model, inp), None
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             return call.raw(model, inp), None
     except ConventionError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the user's model rejecting one convention is what we probe for
-        return None, _one_line(exc)
+    except BaseException as exc:  # the user's model rejecting one convention is what we probe for
+        if not is_code_failure(exc):
+            raise
+        return None, _one_line(exc) if isinstance(exc, Exception) else describe(exc)
 
 
 def _readable(raw: Any, call: ModelCall, inp: ModelInput) -> bool:
@@ -106,12 +117,13 @@ def _detect_input(model: nn.Module, call: ModelCall, inp: ModelInput, reference_
     """The first input convention the model accepts (kind, width, and numbering from 1 if it only runs so)."""
     c = call.conventions
     errors = []
-    for kind, width, base in _trials(call, model, reference_width):
+    trials = _trials(call, model, reference_width)
+    for kind, width, base in trials:
         changes: dict[str, Any] = {"input": kind, "input_width": width}
         if base:
             changes["location_base"] = BASE_1
         trial = call.with_conventions(c.with_(**changes))
-        raw, error = _try(trial, model, inp)
+        raw, error = _try(trial, model, inp, only=len(trials) == 1)
         if error is None and not _readable(raw, trial, inp):  # it ran: say what it returned
             read_output(raw, trial.conventions, batch=len(inp.lengths), num_label=trial.num_label,
                         source=trial.source)

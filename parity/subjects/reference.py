@@ -47,10 +47,9 @@ def model_config_for(options: CheckOptions) -> ModelConfig:
         return DEFAULT_CONFIG
     if choice == "small":
         return SMALL_CONFIG
-    try:
-        return ModelConfig.from_yaml(choice)
-    except ValueError as exc:
-        raise UsageError(f"--model-config: {exc}") from None
+    from percepiano_parity.core.model_yaml import read_model_yaml
+
+    return read_model_yaml(choice)
 
 
 def default_bundles() -> dict[str, Path]:

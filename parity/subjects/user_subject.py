@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from percepiano_parity.core.guard import call_user, user_code
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.replica.batch import CanonicalBatch, ModelInput
 from percepiano_parity.replica.config import ModelConfig
@@ -55,8 +56,8 @@ from percepiano_parity.subjects.adapter import (
 )
 from percepiano_parity.subjects.calling import CallResult, ModelCall
 from percepiano_parity.subjects.capture import Recorded, recording
-from percepiano_parity.subjects.conventions import ConventionError, read_conventions
-from percepiano_parity.subjects.factory import _one_line, call_factory, load_factory
+from percepiano_parity.subjects.conventions import read_conventions
+from percepiano_parity.subjects.factory import call_factory, load_factory
 from percepiano_parity.subjects.layouts import Counts
 from percepiano_parity.subjects.probe import probe_conventions
 from percepiano_parity.subjects.replica_subject import _model_input, preserved_state, training_loss
@@ -160,14 +161,16 @@ class UserSubject:
         self.sites = dict(sites)
 
     # -- running ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _on(batch: CanonicalBatch) -> str:
+        return f"on a batch ({', '.join(batch.tags) or 'generated'})"
+
     def _call(self, inp: ModelInput, batch: CanonicalBatch) -> CallResult:
-        try:
+        """One call through the calling path, as the user's code (core.guard: one line with the user's
+        file:line; the tool's own AdapterError / ConventionError pass through unchanged)."""
+        what = "adapter.forward" if self.call.adapter_forward is not None else "forward"
+        with user_code(what, context=self._on(batch)):
             return self.call(self.model, inp)
-        except (AdapterError, ConventionError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the user's model failing on a batch
-            raise AdapterError(f"the replica ({self.info.source}) failed on a batch "
-                               f"({', '.join(batch.tags) or 'generated'}): {_one_line(exc)}") from exc
 
     def run(self, batch: CanonicalBatch, *, grads: bool = True, train: bool = False) -> Taps:
         taps = Taps(subject=self.info.name)
@@ -204,7 +207,8 @@ class UserSubject:
                     loss = training_loss(result.logits, inp.labels)
                 taps.loss = float(loss.detach())
                 if grads:
-                    loss.backward()
+                    with user_code("backward", context=self._on(batch)):
+                        loss.backward()
                     taps.record_grads(dict(self.model.named_parameters()))
         return taps
 
@@ -221,7 +225,8 @@ class TeacherForcedUserSubject(UserSubject):
         with preserved_state(self.model), torch.no_grad():
             self.model.eval()
             cast = {k: v.to(device=param.device, dtype=param.dtype) for k, v in inputs.items()}
-            out = self.adapter.run_level(self.model, level, cast, inp)
+            out = call_user("adapter.run_level", self.adapter.run_level, self.model, level, cast, inp,
+                            context=f"for level {level}")
             got = _normalise(out, inp)
             if got is None:
                 raise AdapterError(f"the adapter's run_level({level!r}) returned {type(out).__name__}, not a tensor")
@@ -248,7 +253,7 @@ def recipe_source(model: nn.Module, adapter: Any) -> Any:
     """What the user's side offers for the recipe check (None when nothing)."""
     get = getattr(adapter, "recipe", None)
     if callable(get):
-        return get(model)
+        return call_user("adapter.recipe", get, model)
     return model if callable(getattr(model, "configure_optimizers", None)) else None
 
 

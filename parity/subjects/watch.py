@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.guard import describe, is_code_failure, location
 from percepiano_parity.replica.batch import CanonicalBatch
 from percepiano_parity.subjects.subject import Subject, SubjectInfo
 
@@ -47,11 +48,14 @@ class FiniteWatch:
             taps = self._inner.run(batch, **kwargs)
         except UsageError:
             raise
-        except Exception as exc:  # a model failing on a batch cannot be compared: same code wherever it happens
+        except BaseException as exc:  # a model failing on a batch cannot be compared: same code wherever it happens
+            if not is_code_failure(exc):
+                raise
             index = self._index.get(id(batch))
-            text = " ".join(str(exc).split())[:300]
+            where = location(exc)
             raise UsageError(f"the {self.info.name} ({self.info.source or self.info.kind}) failed on batch {index} "
-                             f"({', '.join(batch.tags) or 'generated'}): {type(exc).__name__}: {text}") from exc
+                             f"({', '.join(batch.tags) or 'generated'}): {describe(exc)}"
+                             + (f" (at {where})" if where else "")) from exc
         if self.first is None:
             self._scan(batch, taps)
         return taps
@@ -69,11 +73,27 @@ class FiniteWatch:
             if bad:
                 self.first = {"level": level, "bad": bad, "numel": int(value.numel()),
                               "nan": bool(torch.isnan(value).any()), "batch": self._index.get(id(batch)),
-                              "tags": list(batch.tags)}
+                              "tags": list(batch.tags), **self._origin(batch)}
                 return
         if taps.loss is not None and not math.isfinite(taps.loss):
             self.first = {"level": "loss", "bad": 1, "numel": 1, "nan": math.isnan(taps.loss),
                           "batch": self._index.get(id(batch)), "tags": list(batch.tags)}
+
+
+    def _origin(self, batch: CanonicalBatch) -> dict[str, Any]:
+        """The module and operation that first produced the non-finite values (one more forward of this
+        batch, see subjects.non_finite_origin); {} when they cannot be told."""
+        from percepiano_parity.subjects.non_finite_origin import locate_non_finite
+
+        model = getattr(self._inner, "model", None)
+        if model is None:
+            return {}
+        try:
+            return locate_non_finite(model, lambda: self._inner.run(batch, grads=False))
+        except BaseException as exc:  # the second forward is only a refinement of what is already known
+            if not is_code_failure(exc):
+                raise
+            return {}
 
 
 class TeacherForcedWatch(FiniteWatch):

@@ -254,7 +254,9 @@ def test_nan_activations_are_a_mismatch_not_a_crash(work, user_replicas):
     findings = [f for c in load_json(out)["checks"] for f in c["findings"]]
     first = [f for f in findings if f["kind"] == "forward.non_finite"]
     assert len(first) == 1 and first[0]["location"] == "beat" and first[0]["severity"] == "error"
-    assert "the replica produces NaN values at level beat" in first[0]["message"]
+    assert "the replica's output is not finite: NaN values from level beat on" in first[0]["message"]
+    assert "module level_patches.beat (NaNify)" in first[0]["message"]  # where it starts, and in what
+    assert "user_replicas.py" in first[0]["evidence"]["at"]
 
 
 @pytest.mark.original

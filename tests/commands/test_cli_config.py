@@ -68,7 +68,7 @@ def test_pyproject_without_a_parity_table_falls_back_to_parity_toml(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ('[tool.parity]\nbatchez = 2\n', "unknown key 'batchez'"),
-    ('[tool.parity]\nbatches = "many"\n', "batches in"),
+    ('[tool.parity]\nbatches = "many"\n', "parity.toml: batches: expected an integer"),
     ('[tool.parity]\nfail-on = "fatal"\n', "unknown severity"),
     ('[tool.parity\n', "not valid TOML"),
 ])

@@ -52,7 +52,7 @@ def test_load_factory_errors_are_one_line_usage_errors(tmp_path):
         load_factory(f"{tmp_path / 'missing.py'}:build")
     broken = tmp_path / "broken.py"
     broken.write_text("import no_such_module_anywhere\n")
-    with pytest.raises(UsageError, match="importing .* failed: ModuleNotFoundError"):
+    with pytest.raises(UsageError, match=r"your replica module failed: ModuleNotFoundError: .*broken.py:1"):
         load_factory(f"{broken}:build")
     with pytest.raises(UsageError, match="has no attribute 'nope'"):
         load_factory(f"{EXAMPLE}:nope")
@@ -179,7 +179,9 @@ def test_wrong_logits_and_crashing_models_are_adapter_errors(batch):
         def forward(self, model, model_input):
             raise IndexError("index 40 is out of bounds")
 
-    with pytest.raises(AdapterError, match="failed on the probe batch .*IndexError: index 40"):
+    with pytest.raises(UsageError, match=r"your adapter.forward on the probe batch \(2 short segments\) failed: "
+                                         r"IndexError: index 40 is out of bounds \(at .*test_user_subject.py:\d+, "
+                                         r"in forward\)"):
         make_user_subject(model, Crash(), spec="m", variant="han-total", config=SMALL_CONFIG).run(batch)
 
 

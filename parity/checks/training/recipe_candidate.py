@@ -25,6 +25,7 @@ from percepiano_parity.checks.training.calling import LossCall, loss_call
 from percepiano_parity.checks.training.recipe_loss import LossReading, read_loss
 from percepiano_parity.checks.training.recipe_original import recipe_values
 from percepiano_parity.checks.training.recipe_trainer import Readings, read_hparams, read_trainer
+from percepiano_parity.core.guard import call_user
 from percepiano_parity.replica.batch import ModelInput
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE, Recipe
 
@@ -106,7 +107,8 @@ def _read_optimizer(candidate: Any) -> CandidateRecipe:
         return CandidateRecipe(values, frozenset(values), "replica Recipe",
                                sources={k: "Recipe" for k in values})
     if hasattr(candidate, "configure_optimizers"):
-        read = _from_lightning(candidate.configure_optimizers(), f"{type(candidate).__name__}.configure_optimizers()")
+        made = call_user("configure_optimizers", candidate.configure_optimizers)
+        read = _from_lightning(made, f"{type(candidate).__name__}.configure_optimizers()")
         read.rebuild = _configure
         return read
     if isinstance(candidate, torch.optim.Optimizer):
@@ -116,7 +118,7 @@ def _read_optimizer(candidate: Any) -> CandidateRecipe:
         interval = candidate[2] if len(candidate) > 2 else None
         return _from_objects(candidate[0], sched, _interval(interval), "optimizer/scheduler pair")
     if callable(candidate):
-        return _from_lightning(candidate(), "configure_optimizers()")
+        return _from_lightning(call_user("configure_optimizers", candidate), "configure_optimizers()")
     return _from_lightning(candidate, "configure_optimizers() result")
 
 

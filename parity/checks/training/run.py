@@ -5,6 +5,7 @@ skipped results that say why.
 from __future__ import annotations
 
 from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.guard import UserCodeError, describe, is_code_failure, location, user_frame
 from percepiano_parity.core.options import CheckOptions
 from percepiano_parity.core.report import CheckResult
 from percepiano_parity.replica.config import ModelConfig
@@ -45,10 +46,14 @@ def training_checks(options: CheckOptions, reference: Reference, candidate: Cand
         raise UsageError(f"original: {exc}") from None
     except UsageError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a failing extra check must not hide the model verdict
-        text = " ".join(str(exc).split())[:200]
+    except BaseException as exc:  # a failing extra check must not hide the model verdict
+        if not is_code_failure(exc):
+            raise
+        where = user_frame(exc)
+        if where is not None:  # the replica's own code failed while training: the user's to fix
+            raise UserCodeError("model (in the training checks)", exc, location(exc)) from exc
         return [CheckResult(c, "skipped", reason=f"could not run (a bug in the tool, please report it): "
-                                                  f"{type(exc).__name__}: {text}") for c in TRAINING_CHECKS]
+                                                  f"{describe(exc)}") for c in TRAINING_CHECKS]
     got = {r.id for r in results}
     if candidate.recipe is None:
         for r in results:
