@@ -7,7 +7,8 @@ It reads like the data flow, one named step per stage:
     inputs (waivers, mapping overrides, the previous report)
     -> reference (subjects.reference)  -> batches (batches.plan)  -> candidate (subjects.candidate)
     -> compare (compare.engine)  -> training checks (checks.training.run)
-    -> report: model checks, diagnosis, waivers (commands.audit)  -> verified fixes (diagnosis.verify)
+    -> report: model checks, diagnosis, waivers (commands.audit)  -> verified fixes (diagnosis.verify, one
+       explanation at a time so progress names each attempt)
     -> drift against the previous report (commands.drift)
 
 Nothing is printed and no file is written here: progress and notes go to the callbacks, problems the user can
@@ -150,9 +151,7 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
     log.step("diagnosis")
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
                           extra_explanations_context=_diagnosis_context(reference))
-    log.step("verifying fixes")
-    verify_report_fixes(report, comparison.state, reference.subject, candidate.subject, batches,
-                        comparison.settings, floor_meter=comparison.engine.floor_meter)
+    verify_fixes(report, comparison, reference, candidate, batches, log)
     skip_unsupported(report, reference)
     add_non_finite_findings(report, comparison.watches)
     describe_run(report, options, reference, batches, comparison, log, given)
@@ -214,6 +213,23 @@ def compare(reference: Reference, candidate: Candidate, batches: Sequence[Canoni
     if reference.init_available and not compare_init:
         state.init_note = INIT_NOT_FRESH
     return Comparison(state, engine, watches, settings, overrides)
+
+
+def verify_fixes(report: Report, comparison: Comparison, reference: Reference, candidate: Candidate,
+                 batches: Sequence[CanonicalBatch], log: _Log) -> None:
+    """Each explanation's mechanical fix, tried one explanation at a time so the progress shows each attempt."""
+    from percepiano_parity.diagnosis.catalog import rule_by_id
+
+    explanations = report.explanations
+    fixable = [e for e in explanations if (rule := rule_by_id(e.id)) is not None and rule.fix_action]
+    try:
+        for i, explanation in enumerate(fixable, 1):
+            log.step(f"trying the fix of {explanation.id} ({i}/{len(fixable)})")
+            report.explanations = [explanation]
+            verify_report_fixes(report, comparison.state, reference.subject, candidate.subject, batches,
+                                comparison.settings, floor_meter=comparison.engine.floor_meter)
+    finally:
+        report.explanations = explanations
 
 
 def _diagnosis_context(reference: Reference) -> dict[str, Any]:

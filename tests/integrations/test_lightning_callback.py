@@ -162,21 +162,31 @@ def test_layernorm_deviation_stops_the_fit_before_the_first_optimizer_step(tmp_p
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
 
 
-def test_warn_only_lets_the_fit_proceed_and_declared_adapter_is_found(tmp_path, monkeypatch):
-    """on_mismatch="warn": the mismatch is a warning with the same line, and training goes on; without an
-    adapter argument the module's own `parity_adapter` is used."""
+def test_warn_only_lets_the_fit_proceed_audits_every_epoch_and_finds_a_declared_adapter(tmp_path, monkeypatch):
+    """on_mismatch="warn": the mismatch is a warning with the same line, and training goes on; every_n_epochs=1
+    audits again after the epoch (into its own folder, logged at that step); without an adapter argument the
+    module's own `parity_adapter` is used."""
     monkeypatch.delenv("PERCEPIANO_ORIGINAL", raising=False)
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(SEED)
     module = LitPercePiano(layernorm=True)
     module.parity_adapter = module.example_adapter
-    callback = ParityCallback(on_mismatch="warn", report_dir=tmp_path / "audit", training_checks=False)
+    callback = ParityCallback(on_mismatch="warn", every_n_epochs=1, report_dir=tmp_path / "audit",
+                              training_checks=False)
     trainer = _trainer(tmp_path, callback)
-    with pytest.warns(UserWarning, match=r"parity: MISMATCH han-total.*report: .*audit/report\.md"):
+    with pytest.warns(UserWarning) as caught:
         _fit(trainer, module)
-    assert module.optimizer_steps == 1
-    (_, result), = callback.results
-    assert result.report.subjects[1]["extra"]["adapter"] == type(module.example_adapter).__qualname__
+    lines = [str(w.message) for w in caught if str(w.message).startswith("parity: MISMATCH")]
+    assert len(lines) == 2
+    assert lines[0].endswith(f"report: {tmp_path / 'audit' / 'report.md'}")
+    assert lines[1].endswith(f"report: {tmp_path / 'audit' / 'epoch-1' / 'report.md'}")
+    assert module.optimizer_steps == 1 and trainer.global_step == 1
+    assert [stage for stage, _ in callback.results] == ["fit start", "epoch 1"]
+    assert all(result.report.subjects[1]["extra"]["adapter"] == type(module.example_adapter).__qualname__
+               for _, result in callback.results)
+    rows = list(csv.DictReader((Path(trainer.logger.log_dir) / "metrics.csv").open()))
+    steps = sorted(int(row["step"]) for row in rows if row.get("parity/equivalent") not in (None, ""))
+    assert steps == [0, 1]  # each audit logged at the step it ran
 
 
 def test_callback_refuses_bad_settings():
