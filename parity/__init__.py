@@ -14,12 +14,41 @@ Installed as `percepiano_parity` (this folder), with `percepiano_parity.replica`
     commands    what a user runs: `parity check` and its pipeline, selftest, doctor, record, drift,
                 waivers, options, the pytest plugin
 
+    integrations  audits from a training script: `gate`, the Lightning `ParityCallback`
+
 Imports only run downward through that list (tested); `reports` lays a Report out and computes nothing.
-Old import names (`parity.*`, `replica.*`, ...) keep working through `percepiano_parity.compat`.
+Old import names (`parity.*`, `replica.*`, ...) keep working through `percepiano_parity.compat`; so does
+`parity.gate(...)`.
+
+At the top level, imported on first use (the package itself imports no torch and no Lightning):
+
+    gate(model, adapter=..., reference=...)   audit a model before training it; ParityMismatchError on a
+                                              blocking mismatch (percepiano_parity.integrations.gate)
+    audit_model(...)                          the same without raising
+    ParityCallback(...)                       the PyTorch Lightning callback (needs the `lightning` extra)
 """
+
+from typing import Any
 
 from percepiano_parity.compat import adopt as _adopt
 
 __version__ = "0.2.0"
+
+_LAZY = {
+    "gate": "percepiano_parity.integrations.gate",
+    "audit_model": "percepiano_parity.integrations.gate",
+    "ParityMismatchError": "percepiano_parity.integrations.gate",
+    "ParityCallback": "percepiano_parity.integrations.lightning",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The training-loop entry points, imported when first used."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'percepiano_parity' has no attribute {name!r}")
+
 
 _adopt(__name__, "percepiano_parity")

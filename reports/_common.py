@@ -120,6 +120,26 @@ def fmt_fix_verified(value: bool | None) -> str:
     return "yes" if value else "no"
 
 
+def fix_error(e: Explanation) -> str | None:
+    """Why the attempt to verify the explanation's fix failed (diagnosis records it), or None."""
+    error = e.effect_measured.get("fix_error") if isinstance(e.effect_measured, Mapping) else None
+    return " ".join(str(error).split()) if error else None
+
+
+def fmt_fix_status(e: Explanation) -> str:
+    """"yes", "no", "not tried", or "fix failed: <reason>" when the attempt itself failed."""
+    error = fix_error(e)
+    if e.fix_verified is None and error:
+        return f"fix failed: {error}"
+    return fmt_fix_verified(e.fix_verified)
+
+
+def measured_effects(e: Explanation) -> list[tuple[str, Any]]:
+    """The explanation's measured effects in their order, without the fix error (shown as the fix status)."""
+    data = e.effect_measured if isinstance(e.effect_measured, Mapping) else {}
+    return [(str(k), v) for k, v in data.items() if k != "fix_error" or e.fix_verified is not None]
+
+
 # ---------------------------------------------------------------------------------------------- tables
 
 
@@ -157,16 +177,16 @@ def header(column: str) -> str:
     return column.replace("_", " ")
 
 
-STATUS_BAD = {"fail", "failed", "mismatch", "error", "diverged", "beyond", "regressed"}
-STATUS_WARN = {"warn", "warning", "flagged", "near"}
-STATUS_GOOD = {"ok", "pass", "passed", "equal", "within", "equivalent"}
+STATUS_BAD = {"fail", "failed", "mismatch", "error", "diverged", "beyond", "regressed", "differs"}
+STATUS_WARN = {"warn", "warning", "flagged", "near", "inherited", "shifted", "collapsed", "unverified"}
+STATUS_GOOD = {"ok", "pass", "passed", "equal", "within", "equivalent", "match"}
 
 
 def status_tone(value: Any) -> str | None:
-    """'bad' / 'warn' / 'good' for status-like cells, None otherwise."""
-    if not isinstance(value, str):
+    """'bad' / 'warn' / 'good' for status-like cells (judged by their first word), None otherwise."""
+    if not isinstance(value, str) or not value.strip():
         return None
-    text = value.strip().lower()
+    text = value.strip().lower().split()[0]
     if text in STATUS_BAD:
         return "bad"
     if text in STATUS_WARN:
@@ -174,6 +194,11 @@ def status_tone(value: Any) -> str | None:
     if text in STATUS_GOOD:
         return "good"
     return None
+
+
+def failing_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows a check marked bad or warned about (a status-like cell of tone bad or warn), in order."""
+    return [row for row in rows if any(status_tone(v) in ("bad", "warn") for v in row.values())]
 
 
 # ---------------------------------------------------------------------------------------------- ordering
@@ -268,6 +293,16 @@ def explained_by(report: Report) -> dict[str, list[str]]:
         for key in e.evidence:
             out.setdefault(key, []).append(e.id)
     return out
+
+
+def evidence_by_check(e: Explanation) -> list[tuple[str, list[str]]]:
+    """The explanation's evidence keys grouped by the check that found them (the key's first part), in the
+    order of the checks."""
+    groups: dict[str, list[str]] = {}
+    for key in e.evidence:
+        groups.setdefault(str(key).split(":", 1)[0], []).append(key)
+    order = {cid: i for i, cid in enumerate(CHECK_IDS)}
+    return sorted(groups.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
 
 
 def blocking_keys(report: Report, fail_on: Severity) -> set[str]:

@@ -18,6 +18,8 @@ FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="
 AXIS = "#888"
 GRID = "#e3e3e3"
 BAD = "#c62828"
+HIGHLIGHT = "#fdecea"  # background of a highlighted category
+BAND_OPACITY = "0.35"
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,12 @@ def _legend_width(items: Sequence[tuple[str, str, str | None]]) -> float:
 
 
 def _legend(items: Sequence[tuple[str, str, str | None]], x: float, y: float) -> list[str]:
-    """items: (name, color, dash or None for a filled swatch)."""
+    """items: (name, color, dash; None for a filled swatch, "band" for a pale one)."""
     out = []
     for name, color, dash in items:
-        if dash is None:
-            out.append(f'<rect x="{_n(x)}" y="{_n(y - 9)}" width="10" height="10" fill="{_a(color)}"/>')
+        if dash is None or dash == "band":
+            opacity = f' fill-opacity="{BAND_OPACITY}"' if dash == "band" else ""
+            out.append(f'<rect x="{_n(x)}" y="{_n(y - 9)}" width="10" height="10" fill="{_a(color)}"{opacity}/>')
         else:
             out.append(f'<line x1="{_n(x)}" y1="{_n(y - 4)}" x2="{_n(x + 14)}" y2="{_n(y - 4)}" '
                        f'stroke="{_a(color)}" stroke-width="2" stroke-dasharray="{_a(dash)}"/>')
@@ -133,15 +136,25 @@ def bar_chart(
     log: bool,
     y_label: str,
     flagged: frozenset[int] = frozenset(),
+    bands: Sequence[Mark] = (),
+    highlight: int | None = None,
+    highlight_label: str = "",
 ) -> str:
-    """Vertical grouped bars, one group per category, one bar per series."""
+    """Vertical grouped bars, one group per category, one bar per series.
+
+    `marks`: dashed reference lines per category; `bands`: shaded areas from the axis up to a value per
+    category (a noise floor); `highlight`: one category drawn on a tinted background, labelled
+    `highlight_label` above the plot (the root level of an explanation); `flagged`: categories whose labels
+    are red (beyond tolerance, flagged heads).
+    """
     n, k = len(categories), max(len(series), 1)
     bar_w = 20 if k == 1 else 14
     group_w = k * bar_w + 14
     label_len = min(max((len(c) for c in categories), default=4), 30)
     left, right, top, plot_h = 70, 20, 44, 220
     bottom = 30 + label_len * 4.6
-    legend = [(s.name, s.color, None) for s in series] + [(m.name, m.color, m.dash) for m in marks]
+    legend = ([(s.name, s.color, None) for s in series] + [(b.name, b.color, "band") for b in bands]
+              + [(m.name, m.color, m.dash) for m in marks])
     width = max(left + n * group_w + right, left + _legend_width(legend) + right, 320)
     height = top + plot_h + bottom
     base = top + plot_h
@@ -149,7 +162,7 @@ def bar_chart(
     all_values = [v for s in series for v in s.values]
     for s in series:
         all_values += [v for v in (s.lows or []) if v is not None] + [v for v in (s.highs or []) if v is not None]
-    all_values += [v for m in marks for v in m.values]
+    all_values += [v for m in (*marks, *bands) for v in m.values]
     scale = Scale(all_values, log=log)
 
     def y(v: float) -> float:
@@ -166,8 +179,22 @@ def bar_chart(
     out.append(f'<text transform="translate(14 {_n(top + plot_h / 2)}) rotate(-90)" text-anchor="middle" '
                f'fill="#555">{escape(y_label + (" (log scale)" if log else ""))}</text>')
 
+    if highlight is not None and 0 <= highlight < n:
+        hx = left + highlight * group_w + 2
+        out.append(f'<rect x="{_n(hx)}" y="{top}" width="{group_w - 4}" height="{plot_h}" fill="{HIGHLIGHT}">'
+                   f"<title>{escape(categories[highlight])} · {escape(highlight_label)}</title></rect>")
+        if highlight_label:
+            out.append(f'<text x="{_n(hx + (group_w - 4) / 2)}" y="{top - 4}" text-anchor="middle" fill="{BAD}" '
+                       f'font-weight="bold">{escape(highlight_label)}</text>')
     for i, category in enumerate(categories):
         gx = left + i * group_w + 6
+        for b in bands:
+            v = b.values[i] if i < len(b.values) else None
+            if _finite(v, positive=log):
+                by = y(v)
+                out.append(f'<rect x="{_n(gx - 3)}" y="{_n(by)}" width="{_n(k * bar_w + 4)}" height="{_n(base - by)}" '
+                           f'fill="{_a(b.color)}" fill-opacity="{BAND_OPACITY}"><title>{escape(category)} · '
+                           f"{escape(b.name)}: {_value_text(v)}</title></rect>")
         for j, s in enumerate(series):
             v = s.values[i] if i < len(s.values) else None
             x = gx + j * bar_w

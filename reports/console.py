@@ -3,18 +3,21 @@
 Everything is built from rich `Text` and `Table` objects (never markup strings), so text from the report
 cannot be mistaken for style tags, and the same renderables print as plain text when the console is not a
 terminal. The caller passes the `Console`; tests give one writing to a StringIO without colour.
+
+`compact=True` is the CI-sized form (what `parity check` prints outside a terminal unless `--verbose`): the
+verdict, the explanations without their evidence lists (counted per check instead), the check summary, and of
+each check only its blocking findings and the table rows it marked bad or warned about; passing checks add
+nothing. A passing run fits in about 25 lines.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
@@ -27,10 +30,13 @@ from percepiano_parity.reports._common import (
     coerce_fail_on,
     columns_for,
     drift_lists,
+    evidence_by_check,
+    failing_rows,
     findings_by_key,
     fmt,
-    fmt_fix_verified,
+    fmt_fix_status,
     header,
+    measured_effects,
     numeric_columns,
     ordered_checks,
     ordered_explanations,
@@ -43,10 +49,17 @@ from percepiano_parity.reports._common import (
     table_rows,
     table_title,
 )
+from percepiano_parity.reports.progress import LineProgress, progress
+
+__all__ = ["LineProgress", "progress", "render_console", "render_table"]
 
 MAX_TABLE_ROWS = 40
 MAX_FINDINGS = 25
 MAX_TEXT_WIDTH = 32
+# the compact form: at most this many unexplained findings, blocking findings and marked rows per table
+COMPACT_UNEXPLAINED = 10
+COMPACT_FINDINGS = 10
+COMPACT_ROWS = 15
 # Columns a known table can do without on a narrow console, least useful first.
 DROP_WHEN_NARROW: dict[tuple[str, str], tuple[str, ...]] = {
     ("forward", "levels"): ("pad_max_abs", "beyond_tol", "space", "max_abs", "floor", "tolerance", "cosine"),
@@ -63,7 +76,8 @@ def _sev(severity: Severity) -> Text:
     return Text(severity.label.upper(), style=SEVERITY_STYLE.get(severity, ""))
 
 
-def render_console(report: Report, fail_on: Severity, console: Console) -> None:
+def render_console(report: Report, fail_on: Severity, console: Console, *, compact: bool = False) -> None:
+    """Print the report on `console`; `compact` for the CI-sized form (see the module docstring)."""
     fail_on = coerce_fail_on(fail_on)
     summary = summarize(report, fail_on)
     verdict = Text()
@@ -72,19 +86,26 @@ def render_console(report: Report, fail_on: Severity, console: Console) -> None:
     verdict.append(f"  {report.variant}  ", style="bold")
     verdict.append(summary.counts_line())
     console.print(verdict)
-    _explanations(report, console)
-    _unexplained(report, console)
+    _explanations(report, console, compact)
+    _unexplained(report, console, compact)
     _check_summary(report, console)
     blocking = blocking_keys(report, fail_on)
     for check in ordered_checks(report.checks):
-        if check.status != "skipped":
+        if check.status == "skipped":
+            continue
+        if compact:
+            _compact_check(check, blocking, console)
+        else:
             _check(check, blocking, console)
     _skipped(report, console)
     _drift(report, console)
-    _subjects(report, console)
+    _subjects(report, console, compact)
+    if compact:
+        console.print(Text("(failing rows only; --verbose prints every table, report.md holds them all)",
+                           style="dim"))
 
 
-def _subjects(report: Report, console: Console) -> None:
+def _subjects(report: Report, console: Console, compact: bool = False) -> None:
     if not report.subjects:
         return
     console.print()
@@ -96,24 +117,27 @@ def _subjects(report: Report, console: Console) -> None:
         if revision:
             line.append(f" @ {revision}", style="dim")
         console.print(line)
-        for shim in subject.get("shims") or []:
-            name, reason = shim_text(shim)
+        shims = [shim_text(shim) for shim in subject.get("shims") or []]
+        if compact and shims:
+            console.print(Text(f"  {len(shims)} shim{'s' if len(shims) != 1 else ''}: "
+                               + ", ".join(name for name, _ in shims), style="dim"))
+        for name, reason in [] if compact else shims:
             console.print(Text(f"  shim {name}" + (f": {reason}" if reason else ""), style="dim"))
         for warning in subject.get("warnings") or []:
             console.print(Text(f"  warning: {warning}", style="yellow"))
 
 
-def _explanations(report: Report, console: Console) -> None:
+def _explanations(report: Report, console: Console, compact: bool = False) -> None:
     if not report.explanations:
         return
     console.print()
     console.print(Rule(Text(f"Explanations ({len(report.explanations)})", style="bold"), align="left"))
     by_key = findings_by_key(report)
     for e in ordered_explanations(report.explanations):
-        console.print(_explanation_panel(e, by_key))
+        console.print(_explanation_panel(e, by_key, compact))
 
 
-def _explanation_panel(e: Explanation, by_key: Mapping[str, Any]) -> Panel:
+def _explanation_panel(e: Explanation, by_key: Mapping[str, Any], compact: bool = False) -> Panel:
     title = Text()
     title.append(e.id, style="bold")
     title.append("  ")
@@ -124,8 +148,10 @@ def _explanation_panel(e: Explanation, by_key: Mapping[str, Any]) -> Panel:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
-    facts = Text(f"root level {fmt(e.root_level)} · first divergent op {fmt(e.first_divergent_op)} · "
-                 f"fix verified {fmt_fix_verified(e.fix_verified)}")
+    facts = Text(f"root level {fmt(e.root_level)} · first divergent op {fmt(e.first_divergent_op)} · ")
+    status = fmt_fix_status(e)
+    facts.append(status if status.startswith("fix failed") else f"fix verified {status}",
+                 style="yellow" if status.startswith("fix failed") else "")
     if e.quirk:
         facts.append(" · the original's own quirk")
     grid.add_row("", facts)
@@ -134,30 +160,36 @@ def _explanation_panel(e: Explanation, by_key: Mapping[str, Any]) -> Panel:
     grid.add_row("original", Text(e.original_does))
     grid.add_row("replica", Text(e.replica_does))
     grid.add_row("effect", Text(e.effect))
-    for key, value in e.effect_measured.items():
+    for key, value in measured_effects(e):
         grid.add_row("", Text(f"{key}: {fmt(value)}"))
     grid.add_row("fix", Text(e.fix))
     if e.original_refs:
         grid.add_row("see", Text(", ".join(e.original_refs)))
     evidence = Text()
-    for i, key in enumerate(e.evidence):
-        if i:
-            evidence.append("\n")
-        evidence.append(key)
-        finding = by_key.get(key)
-        if finding is not None:
-            evidence.append(f"  {finding.message}", style="dim")
+    if compact:
+        evidence.append(", ".join(f"{check} {len(keys)}" for check, keys in evidence_by_check(e)))
+        evidence.append("  (listed in report.md; --verbose prints them)", style="dim")
+    else:
+        for i, key in enumerate(e.evidence):
+            if i:
+                evidence.append("\n")
+            evidence.append(key)
+            finding = by_key.get(key)
+            if finding is not None:
+                evidence.append(f"  {finding.message}", style="dim")
     grid.add_row(f"evidence ({len(e.evidence)})", evidence)
     return Panel(grid, title=title, title_align="left", box=box.ROUNDED)
 
 
-def _unexplained(report: Report, console: Console) -> None:
+def _unexplained(report: Report, console: Console, compact: bool = False) -> None:
     if not report.unexplained:
         return
     by_key = findings_by_key(report)
     console.print()
     console.print(Rule(Text(f"Unexplained findings ({len(report.unexplained)})", style="bold"), align="left"))
-    for key in sorted(report.unexplained):
+    keys = sorted(report.unexplained)
+    shown = keys[:COMPACT_UNEXPLAINED] if compact else keys
+    for key in shown:
         finding = by_key.get(key)
         line = Text("  ")
         if finding is not None:
@@ -167,6 +199,8 @@ def _unexplained(report: Report, console: Console) -> None:
         if finding is not None:
             line.append(f"  {finding.message}", style="dim")
         console.print(line)
+    if len(shown) < len(keys):
+        console.print(Text(f"  … {len(keys) - len(shown)} more (see report.md)", style="dim"))
 
 
 def _check_summary(report: Report, console: Console) -> None:
@@ -216,16 +250,52 @@ def _check(check: CheckResult, blocking: set[str], console: Console) -> None:
             _table(check.id, name, rows, console)
 
 
-def _table(check_id: str, name: str, rows: Sequence[Mapping[str, Any]], console: Console) -> None:
+def _compact_check(check: CheckResult, blocking: set[str], console: Console) -> None:
+    """A check in the CI-sized form: nothing unless it failed; then its blocking findings and the table rows
+    it marked bad or warned about."""
+    findings = [f for f in ordered_findings(check.findings) if f.key in blocking]
+    tables = []
+    for name, raw in check.tables.items():
+        rows = table_rows(raw)
+        bad = failing_rows(rows)
+        if bad:
+            tables.append((name, rows, bad))
+    if check.status != "failed":
+        return
+    title = Text(f"{check.id} ", style="bold")
+    title.append(check.status, style=STATUS_STYLE.get(check.status, ""))
+    console.print(Rule(title, align="left"))
+    if check.reason:
+        console.print(Text(check.reason, style="dim"))
+    if findings:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("location", overflow="fold")
+        table.add_column("message", overflow="fold", ratio=1)
+        for f in findings[:COMPACT_FINDINGS]:
+            table.add_row(_sev(f.severity), Text(f.location), Text(f.message))
+        console.print(table)
+        if len(findings) > COMPACT_FINDINGS:
+            console.print(Text(f"  … {len(findings) - COMPACT_FINDINGS} more blocking findings (see report.md)",
+                               style="dim"))
+    for name, rows, bad in tables:
+        _table(check.id, name, bad, console, limit=COMPACT_ROWS, of=len(rows))
+
+
+def _table(check_id: str, name: str, rows: Sequence[Mapping[str, Any]], console: Console, *,
+           limit: int = MAX_TABLE_ROWS, of: int | None = None) -> None:
+    """`rows` as a table, at most `limit` of them; `of`: how many rows the whole table has when `rows` are
+    only the marked ones (compact form)."""
     shown = list(rows)
-    note = ""
-    if (check_id, name) == ("backward", "params") and len(rows) > MAX_TABLE_ROWS:
+    what = "rows" if of is None else f"marked rows ({of} in all)"
+    note = "" if of is None else f"{len(rows)} of {of} rows marked"
+    if (check_id, name) == ("backward", "params") and len(rows) > limit:
         ranked = sorted(rows, key=lambda r: _rank_value(r.get("max_rel")), reverse=True)
-        shown = ranked[:MAX_TABLE_ROWS]
-        note = f"top {MAX_TABLE_ROWS} of {len(rows)} by max rel"
-    elif len(rows) > MAX_TABLE_ROWS:
-        shown = list(rows[:MAX_TABLE_ROWS])
-        note = f"first {MAX_TABLE_ROWS} of {len(rows)} rows"
+        shown = ranked[:limit]
+        note = f"top {limit} of {len(rows)} {what} by max rel"
+    elif len(rows) > limit:
+        shown = list(rows[:limit])
+        note = f"first {limit} of {len(rows)} {what}"
     columns = columns_for(check_id, name, rows)
     dropped = []
     for optional in DROP_WHEN_NARROW.get((check_id, name), ()):
@@ -298,55 +368,3 @@ def _drift(report: Report, console: Console) -> None:
         line = Text(f"  {name} ({len(ids)}): ", style=styles[name])
         line.append(", ".join(ids) if ids else "none")
         console.print(line)
-
-
-# ---------------------------------------------------------------------------------------------- progress
-
-
-class _QuietProgress:
-    """Stands in for rich Progress when the console is not a terminal: same methods, prints nothing."""
-
-    def __init__(self) -> None:
-        self._next = 0
-        self.tasks: dict[int, dict[str, Any]] = {}
-
-    def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
-        task_id = self._next
-        self._next += 1
-        self.tasks[task_id] = {"description": description, "total": total, "completed": 0, **fields}
-        return task_id
-
-    def advance(self, task_id: int, advance: float = 1) -> None:
-        self.tasks[task_id]["completed"] += advance
-
-    def update(self, task_id: int, *, advance: float | None = None, **fields: Any) -> None:
-        task = self.tasks[task_id]
-        if advance is not None:
-            task["completed"] += advance
-        task.update({k: v for k, v in fields.items() if v is not None})
-
-    def remove_task(self, task_id: int) -> None:
-        self.tasks.pop(task_id, None)
-
-    def start_task(self, task_id: int) -> None:
-        pass
-
-    def stop_task(self, task_id: int) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def progress(console: Console) -> Iterator[Progress | _QuietProgress]:
-    """A transient rich Progress on a terminal; elsewhere an object with the same methods that prints nothing."""
-    if not console.is_terminal:
-        yield _QuietProgress()
-        return
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        yield bar

@@ -1,8 +1,11 @@
 """report.html: one self-contained page (inline CSS and SVG, no scripts, no external resources).
 
-Layout: verdict banner, subjects, explanations, unexplained findings, drift, plots (per-level error,
-attention entropy per head, gradient error per parameter), noise floors, then one section per check with
-its findings and tables, and finally settings and run details. All report text is escaped.
+Layout: verdict banner, subjects, explanations (each with its picture first: the per-level relative error,
+local against cumulative, its root level marked and the noise floor as a band; then the facts; then its
+evidence folded and grouped by check), unexplained findings, drift, plots (per-level error, attention entropy
+per head with the heads the check warns about flagged, gradient error per parameter), noise floors as tables,
+then one section per check with its findings and tables, and finally settings and run details as tables. All
+report text is escaped.
 """
 
 from __future__ import annotations
@@ -14,17 +17,17 @@ from typing import Any
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.report import CheckResult, Explanation, Report
 from percepiano_parity.reports._common import (
-    as_float,
     blocking_keys,
     coerce_fail_on,
     columns_for,
     drift_lists,
+    evidence_by_check,
     explained_by,
     findings_by_key,
     fmt,
-    fmt_fix_verified,
+    fmt_fix_status,
     header,
-    mapping_table,
+    measured_effects,
     numeric_columns,
     ordered_checks,
     ordered_explanations,
@@ -37,16 +40,10 @@ from percepiano_parity.reports._common import (
     table_rows,
     table_title,
 )
-from percepiano_parity.reports._svg import Mark, Series, bar_chart, hbar_chart
+from percepiano_parity.reports._sections import FLOOR_LABELS, RUN_LABELS, SETTINGS_LABELS, Labels, sections
+from percepiano_parity.reports.html_plots import level_error_plot, plots_section, report_rows
 
 COLLAPSE_ROWS = 50
-TOP_GRADIENTS = 40
-
-ORIGINAL_COLOR = "#4e79a7"
-REPLICA_COLOR = "#f28e2b"
-LOCAL_COLOR = "#59a14f"
-FLOOR_COLOR = "#666666"
-TOLERANCE_COLOR = "#c62828"
 
 CSS = """
 :root { --bad: #c62828; --good: #2e7d32; --warn: #b26a00; --muted: #666; --line: #ddd; }
@@ -89,6 +86,9 @@ figcaption { color: var(--muted); font-size: 12.5px; margin-bottom: 6px; }
 .status-failed { color: var(--bad); font-weight: 700; } .status-passed { color: var(--good); font-weight: 700; }
 .status-skipped { color: var(--muted); } .status-waived { color: #6a1b9a; font-weight: 700; }
 details > summary { cursor: pointer; color: #234; margin: 6px 0; }
+.card figure { margin: 8px 0 4px; border: none; padding: 0; }
+.card details h4 { margin: 8px 0 2px; font-size: 13px; }
+.fix-failed { color: var(--warn); font-weight: 600; }
 ul.plain { margin: 4px 0; }
 """
 
@@ -154,7 +154,7 @@ def render_html(report: Report, fail_on: Severity) -> str:
     body += _explanations(report)
     body += _unexplained(report)
     body += _drift(report)
-    body += _plots(report)
+    body += plots_section(report)
     body += _noise_floors(report)
     body += _checks(report, fail_on)
     body += _settings_and_run(report)
@@ -203,39 +203,60 @@ def _explanations(report: Report) -> list[str]:
     if not report.explanations:
         out.append('<p class="muted">No deviation was diagnosed.</p>')
     by_key = findings_by_key(report)
+    levels = report_rows(report, "forward", "levels")
     for e in ordered_explanations(report.explanations):
-        out.append(_explanation(e, by_key))
+        out.append(_explanation(e, by_key, levels))
     out.append("</section>")
     return out
 
 
-def _explanation(e: Explanation, by_key: Mapping[str, Any]) -> str:
+def _explanation(e: Explanation, by_key: Mapping[str, Any], levels: Sequence[Mapping[str, Any]] = ()) -> str:
     classes = f"card {e.severity.label}" + (" waived" if e.waived else "")
     waived = ' <span class="waived-tag">WAIVED</span>' if e.waived else ""
     out = [f'<article class="{classes}" id="expl-{escape(_anchor(e.id))}">',
            f"<h3>{_sev(e.severity)} {_code(e.id)} {_e(e.title)}{waived}</h3>"]
+    if levels and (e.root_level or any(str(k).startswith("forward:") for k in e.evidence)):
+        picture = level_error_plot(levels, root=e.root_level)
+        if picture:
+            out.append(picture)
     if e.waived:
         out.append(f"<p><strong>Waived:</strong> {_e(e.waiver_reason or 'no reason given')}</p>")
+    status = fmt_fix_status(e)
+    shown = f'<span class="fix-failed">{escape(status)}</span>' if status.startswith("fix failed") else escape(status)
     facts = [("Root level", _code(e.root_level)), ("First divergent op", _code(e.first_divergent_op)),
-             ("Fix verified", escape(fmt_fix_verified(e.fix_verified)))]
+             ("Fix verified", shown)]
     if e.quirk:
         facts.append(("Original's quirk", "yes — a replica may fix it on purpose"))
     facts += [("What the original does", _e(e.original_does)), ("What the replica does", _e(e.replica_does)),
               ("Effect", _e(e.effect))]
-    if e.effect_measured:
-        items = "".join(f"<li>{_e(k)}: {_e(v)}</li>" for k, v in e.effect_measured.items())
+    measured = measured_effects(e)
+    if measured:
+        items = "".join(f"<li>{_e(k)}: {_e(v)}</li>" for k, v in measured)
         facts.append(("Measured effect", f'<ul class="plain">{items}</ul>'))
     facts.append(("Fix", _e(e.fix)))
     if e.original_refs:
         facts.append(("In the original", ", ".join(_code(r) for r in e.original_refs)))
     out.append("<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>")
-    items = []
-    for key in e.evidence:
-        finding = by_key.get(key)
-        detail = f" — {_sev(finding.severity)} {_e(finding.message)}" if finding else ""
-        items.append(f"<li>{_code(key)}{detail}</li>")
-    out.append(f"<p><strong>Evidence</strong> ({len(e.evidence)})</p><ul class=\"plain\">{''.join(items)}</ul>")
+    out.append(_evidence(e, by_key))
     out.append("</article>")
+    return "\n".join(out)
+
+
+def _evidence(e: Explanation, by_key: Mapping[str, Any]) -> str:
+    """The evidence folded, grouped by the check that found it."""
+    groups = evidence_by_check(e)
+    counts = " · ".join(f"{escape(check)} {len(keys)}" for check, keys in groups)
+    plural = "s" if len(e.evidence) != 1 else ""
+    out = [f'<details class="evidence"><summary><strong>Evidence</strong> ({len(e.evidence)} finding{plural}'
+           + (f": {counts}" if counts else "") + ")</summary>"]
+    for check, keys in groups:
+        items = []
+        for key in keys:
+            finding = by_key.get(key)
+            detail = f" — {_sev(finding.severity)} {_e(finding.message)}" if finding else ""
+            items.append(f"<li>{_code(key)}{detail}</li>")
+        out.append(f'<h4>{escape(check)} ({len(keys)})</h4><ul class="plain">{"".join(items)}</ul>')
+    out.append("</details>")
     return "\n".join(out)
 
 
@@ -265,126 +286,25 @@ def _drift(report: Report) -> list[str]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- plots
-
-
-def _rows(report: Report, check_id: str, table: str) -> list[Mapping[str, Any]]:
-    check = report.check(check_id)
-    return table_rows(check.tables.get(table) or []) if check is not None else []
-
-
-def _present(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
-    return any(as_float(r.get(key)) is not None for r in rows)
-
-
-def _figure(caption: str, svg: str) -> str:
-    return f"<figure><figcaption>{escape(caption)}</figcaption>\n{svg}\n</figure>"
-
-
-def _unique_labels(labels: Sequence[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
-    return out
-
-
-def level_error_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
-    if not rows:
-        return None
-    labels = _unique_labels([fmt(r.get("level")) for r in rows])
-    if _present(rows, "local_max_rel") and _present(rows, "cumulative_max_rel"):
-        series = [
-            Series("local (this level alone)", [as_float(r.get("local_max_rel")) for r in rows], LOCAL_COLOR),
-            Series("cumulative (as run)", [as_float(r.get("cumulative_max_rel")) for r in rows], ORIGINAL_COLOR),
-        ]
-    elif _present(rows, "max_rel"):
-        series = [Series("max rel", [as_float(r.get("max_rel")) for r in rows], ORIGINAL_COLOR)]
-    else:
-        return None
-    marks = [Mark(name, [as_float(r.get(key)) for r in rows], color, dash)
-             for key, name, color, dash in (("floor", "noise floor", FLOOR_COLOR, "2 2"),
-                                            ("tolerance", "tolerance", TOLERANCE_COLOR, "6 3"))
-             if _present(rows, key)]
-    flagged = frozenset(i for i, r in enumerate(rows) if status_tone(r.get("status")) == "bad")
-    svg = bar_chart(title="Per-level error (max relative difference)", categories=labels, series=series,
-                    marks=marks, log=True, y_label="max relative error", flagged=flagged)
-    return _figure("Per-level error: greatest relative difference at each level, in forward order. Dashed "
-                   "lines mark each level's noise floor and tolerance; red labels are levels beyond tolerance.", svg)
-
-
-def attention_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
-    if not rows or not (_present(rows, "original_mean") or _present(rows, "replica_mean")):
-        return None
-    labels = []
-    for r in rows:
-        head = r.get("head")
-        labels.append(fmt(r.get("module")) + (f" · h{fmt(head)}" if head is not None else ""))
-    labels = _unique_labels(labels)
-
-    def col(key: str) -> list[float | None]:
-        return [as_float(r.get(key)) for r in rows]
-
-    series = [
-        Series("original", col("original_mean"), ORIGINAL_COLOR, col("original_min"), col("original_max")),
-        Series("replica", col("replica_mean"), REPLICA_COLOR, col("replica_min"), col("replica_max")),
-    ]
-    flagged = frozenset(i for i, r in enumerate(rows) if _is_flag(r.get("flag")))
-    svg = bar_chart(title="Attention entropy per head", categories=labels, series=series, log=False,
-                    y_label="mean attention entropy", flagged=flagged)
-    return _figure("Attention entropy per head: mean over items, original beside replica; whiskers span the "
-                   "minimum and maximum. Red labels are flagged heads.", svg)
-
-
-def _is_flag(value: Any) -> bool:
-    if value is None or value is False:
-        return False
-    if isinstance(value, str):
-        return value.strip().lower() not in {"", "ok", "no", "false", "none", "-", "—"}
-    return bool(value)
-
-
-def gradient_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
-    ranked = [r for r in rows if as_float(r.get("max_rel")) is not None]
-    if not ranked:
-        return None
-
-    def rank(r: Mapping[str, Any]) -> float:
-        x = as_float(r.get("max_rel"))
-        return float("inf") if x is None or x != x else x
-
-    ranked = sorted(ranked, key=rank, reverse=True)[:TOP_GRADIENTS]
-    marks = [Mark("noise floor", [as_float(r.get("floor")) for r in ranked], FLOOR_COLOR, "2 2")] \
-        if _present(ranked, "floor") else []
-    svg = hbar_chart(title="Gradient error per parameter", labels=[fmt(r.get("param")) for r in ranked],
-                     values=[as_float(r.get("max_rel")) for r in ranked], color=REPLICA_COLOR,
-                     name="gradient max relative error", marks=marks)
-    shown = f"top {len(ranked)} of {len(rows)}" if len(rows) > len(ranked) else f"all {len(ranked)}"
-    return _figure(f"Gradient error per parameter: greatest relative difference of each parameter's gradient "
-                   f"({shown} parameters, largest first).", svg)
-
-
-def _plots(report: Report) -> list[str]:
-    figures = [
-        level_error_plot(_rows(report, "forward", "levels")),
-        attention_plot(_rows(report, "attention", "heads")),
-        gradient_plot(_rows(report, "backward", "params")),
-    ]
-    figures = [f for f in figures if f]
-    if not figures:
-        return []
-    return ['<section id="plots"><h2>Plots</h2>', *figures, "</section>"]
-
-
 # ---------------------------------------------------------------------------------------------- checks
+
+
+def _tables(data: Mapping[str, Any], labels: Mapping[str, Labels]) -> list[str]:
+    """A nested mapping as tables (reports._sections), long ones folded."""
+    out = []
+    for section in sections(data, labels):
+        if section.title:
+            out.append(f"<h3>{escape(section.title)}</h3>")
+        table = html_table(section.columns, section.rows, code=section.columns[:1])
+        out.append(f"<details><summary>{len(section.rows)} rows</summary>\n{table}\n</details>"
+                   if section.fold else table)
+    return out
 
 
 def _noise_floors(report: Report) -> list[str]:
     if not report.noise_floors:
         return []
-    columns, rows = mapping_table(report.noise_floors)
-    return ['<section id="noise-floors"><h2>Noise floors</h2>', html_table(columns, rows, code=("name",)),
+    return ['<section id="noise-floors"><h2>Noise floors</h2>', *_tables(report.noise_floors, FLOOR_LABELS),
             "</section>"]
 
 
@@ -437,9 +357,8 @@ def _check(check: CheckResult, blocking: set[str], covered: Mapping[str, list[st
 
 def _settings_and_run(report: Report) -> list[str]:
     out = ['<section id="settings">']
-    for title, data in (("Settings", report.settings), ("Run", report.run)):
+    for title, data, labels in (("Settings", report.settings, SETTINGS_LABELS), ("Run", report.run, RUN_LABELS)):
         if data:
-            columns, rows = mapping_table(data, key_name="key")
-            out += [f"<h2>{title}</h2>", html_table(columns, rows, code=("key",))]
+            out += [f"<h2>{title}</h2>", *_tables(data, labels)]
     out.append("</section>")
     return out

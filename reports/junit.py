@@ -12,7 +12,14 @@ import xml.etree.ElementTree as ET
 
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import Report
-from percepiano_parity.reports._common import coerce_fail_on, explained_by, ordered_checks, ordered_findings
+from percepiano_parity.reports._common import (
+    coerce_fail_on,
+    explained_by,
+    fmt_fix_status,
+    ordered_checks,
+    ordered_explanations,
+    ordered_findings,
+)
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -43,6 +50,14 @@ def render_junit(report: Report, fail_on: Severity) -> str:
                         ("fail_on", fail_on.label)):
         ET.SubElement(props, "property", {"name": name, "value": _x(value)})
 
+    if report.explanations:  # the diagnosis, for people reading the CI view
+        lines = []
+        for e in ordered_explanations(report.explanations):
+            where = f" at {e.root_level}" if e.root_level else ""
+            status = fmt_fix_status(e)
+            fix = status if status.startswith("fix failed") else f"fix verified {status}"
+            lines.append(f"{e.id} [{e.severity.label}]{' WAIVED' if e.waived else ''}{where}: {e.title}; {fix}")
+        ET.SubElement(suite, "system-out").text = _x("\n".join(lines))
     for check in checks:
         case = ET.SubElement(suite, "testcase", {"classname": "parity", "name": _x(check.id)})
         if check.status == "skipped":

@@ -20,8 +20,8 @@ from percepiano_parity.reports._common import (
     explained_by,
     findings_by_key,
     fmt,
-    fmt_fix_verified,
-    mapping_table,
+    fmt_fix_status,
+    measured_effects,
     numeric_columns,
     ordered_checks,
     ordered_explanations,
@@ -33,6 +33,7 @@ from percepiano_parity.reports._common import (
     table_rows,
     table_title,
 )
+from percepiano_parity.reports._sections import FLOOR_LABELS, RUN_LABELS, SETTINGS_LABELS, Labels, sections
 
 
 def _text(value: Any) -> str:
@@ -132,7 +133,7 @@ def _explanation(e: Explanation, by_key: Mapping[str, Any]) -> list[str]:
         f"- **Severity:** {e.severity.label}",
         f"- **Root level:** {_code(e.root_level)}",
         f"- **First divergent op:** {_code(e.first_divergent_op)}",
-        f"- **Fix verified:** {fmt_fix_verified(e.fix_verified)}",
+        f"- **Fix verified:** {_text(fmt_fix_status(e))}",
     ]
     if e.quirk:
         out.append("- **Original's own quirk:** yes (a replica may fix it on purpose)")
@@ -145,9 +146,10 @@ def _explanation(e: Explanation, by_key: Mapping[str, Any]) -> list[str]:
         f"**Effect:** {_text(e.effect)}",
         "",
     ]
-    if e.effect_measured:
+    measured = measured_effects(e)
+    if measured:
         out.append("**Measured effect:**")
-        out += [f"- {_text(k)}: {_text(v)}" for k, v in e.effect_measured.items()]
+        out += [f"- {_text(k)}: {_text(v)}" for k, v in measured]
         out.append("")
     out += [f"**Fix:** {_text(e.fix)}", ""]
     if e.original_refs:
@@ -185,11 +187,25 @@ def _drift(report: Report) -> list[str]:
     return out + [""]
 
 
+def _tables(data: Mapping[str, Any], labels: Mapping[str, Labels], heading: str) -> list[str]:
+    """A nested mapping as tables (reports._sections): plain values first, then one table per nested
+    mapping under a `heading` title; long tables folded."""
+    out: list[str] = []
+    for section in sections(data, labels):
+        table = md_table(section.columns, section.rows, code=section.columns[:1])
+        if section.title:
+            out += [f"{heading} {_text(section.title)}", ""]
+        if section.fold:
+            out += ["<details>", f"<summary>{len(section.rows)} rows</summary>", "", *table, "", "</details>", ""]
+        else:
+            out += [*table, ""]
+    return out
+
+
 def _noise_floors(report: Report) -> list[str]:
     if not report.noise_floors:
         return []
-    columns, rows = mapping_table(report.noise_floors)
-    return ["## Noise floors", "", *md_table(columns, rows, code=("name",)), ""]
+    return ["## Noise floors", "", *_tables(report.noise_floors, FLOOR_LABELS, "###")]
 
 
 def _checks(report: Report, fail_on: Severity) -> list[str]:
@@ -246,8 +262,7 @@ def _check(check: CheckResult, blocking: set[str], covered: Mapping[str, list[st
 
 def _settings_and_run(report: Report) -> list[str]:
     out: list[str] = []
-    for title, data in (("Settings", report.settings), ("Run", report.run)):
+    for title, data, labels in (("Settings", report.settings, SETTINGS_LABELS), ("Run", report.run, RUN_LABELS)):
         if data:
-            columns, rows = mapping_table(data, key_name="key")
-            out += [f"## {title}", "", *md_table(columns, rows, code=("key",)), ""]
+            out += [f"## {title}", "", *_tables(data, labels, "###")]
     return out

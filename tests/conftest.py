@@ -1,4 +1,5 @@
-"""Shared fixtures: the real original (when PERCEPIANO_ORIGINAL points at a checkout) and small batches."""
+"""Shared fixtures: the real original (when PERCEPIANO_ORIGINAL points at a checkout) and small batches; and
+the check that every report.json a test writes validates against the shipped schema."""
 
 from __future__ import annotations
 
@@ -20,3 +21,32 @@ def original():
     from percepiano_parity import original_adapter
 
     return original_adapter.load(path)
+
+
+# ------------------------------------------------------------------------------ every report.json validates
+
+_VALIDATED: set[Path] = set()
+
+
+@pytest.fixture(autouse=True)
+def _reports_in_tmp_path_validate(request):
+    """After each test that has a tmp_path: every report.json written under it validates against the schema."""
+    from report_schema_check import describe, invalid_reports
+
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None:
+        bad = invalid_reports(folder, _VALIDATED)
+        if bad:
+            pytest.fail(describe(bad), pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_report_of_the_session_validates(tmp_path_factory):
+    """At the end: every report.json under the session's temporary folders (module fixtures, pytester runs)."""
+    from report_schema_check import describe, invalid_reports
+
+    yield
+    bad = invalid_reports(tmp_path_factory.getbasetemp(), _VALIDATED)
+    if bad:
+        pytest.fail(describe(bad), pytrace=False)

@@ -36,14 +36,14 @@ DROPOUT_WARNING = Finding(
 
 LEVEL_ROWS = [
     {"level": "embedding", "space": "note", "max_abs": 0.0, "max_rel": 0.0, "cosine": 1.0, "beyond_tol": 0,
-     "pad_max_abs": 0.0, "local_max_rel": 0.0, "cumulative_max_rel": 0.0, "floor": 1e-7, "tolerance": 1e-5,
-     "status": "ok"},
+     "pad_max_abs": 0.0, "local_max_rel": 0.0, "cumulative_max_rel": 0.0, "floor": 1e-7, "floor_rel": 2e-7, "tolerance": 1e-5,
+     "tolerance_rel": 1e-6, "status": "ok"},
     {"level": "note", "space": "note", "max_abs": 2.1e-7, "max_rel": 3.1e-7, "cosine": 0.9999999997,
      "beyond_tol": 0, "pad_max_abs": 0.0, "local_max_rel": 3.1e-7, "cumulative_max_rel": 3.1e-7,
-     "floor": 1e-7, "tolerance": 1e-5, "status": "ok"},
+     "floor": 1e-7, "floor_rel": 2e-7, "tolerance": 1e-5, "tolerance_rel": 1e-6, "status": "ok"},
     {"level": "beat", "space": "beat", "max_abs": 0.0042, "max_rel": 0.031, "cosine": 0.9991, "beyond_tol": 812,
      "pad_max_abs": None, "local_max_rel": 0.03, "cumulative_max_rel": 0.031, "floor": 1e-7,
-     "tolerance": 1e-5, "status": "fail"},
+     "floor_rel": 3e-7, "tolerance": 1e-5, "tolerance_rel": 1.5e-6, "status": "fail"},
     {"level": "measure", "space": "measure", "max_abs": 0.01, "max_rel": 0.05, "cosine": 0.998,
      "beyond_tol": 100, "local_max_rel": 1e-7, "cumulative_max_rel": 0.05, "tolerance": 1e-5,
      "status": "fail"},
@@ -107,7 +107,7 @@ def make_report(*, run: dict | None = None) -> Report:
         explanations=explanations,
         unexplained=[GRAD_WARNING.key, STRUCT_WARNING.key],
         noise_floors={"forward": {"max_rel": 1e-7, "batches": 3}, "backward": {"max_rel": 2e-7, "batches": 3}},
-        settings={"seed": 0, "batches": 3, "fail_on": "warning", "device": "cpu"},
+        settings={"variant": "han_note", "seed": 0, "batches": 3, "fail_on": "warning", "device": "cpu"},
         drift={"new": ["PP-LAYERNORM-OUTPUT"], "gone": ["PP-OLD-RULE"], "unchanged": ["PP-DROPOUT"]},
         run=run if run is not None else {"time": "2026-01-01T00:00:00Z", "host": "ci-1", "torch": "2.13.0"},
     )

@@ -1,5 +1,6 @@
 """Record (or check) the golden reports: `parity check` on the shipped bundle for the faithful replica and
-three library deviations, report.json without its volatile `run` section, machine paths replaced.
+three library deviations, report.json without its volatile `run` section, machine paths replaced; each
+report.json is validated against the shipped schema first.
 
     python tools/golden_reports.py --update      # rewrite tests/golden/*.json (after an intended change)
     python tools/golden_reports.py               # compare, exit 1 on any difference
@@ -34,6 +35,17 @@ def normalise(text: str) -> str:
     return text.replace(str(ROOT), "<repo>").replace(shared, "<shared>")
 
 
+def _schema_errors(report: dict) -> list[str]:
+    """The shipped schema's verdict on a report (every report written here validates); [] without jsonschema."""
+    from percepiano_parity.core.report_schema import schema_errors
+
+    try:
+        return schema_errors(report)
+    except ImportError as exc:
+        print(f"golden: not validated: {exc}", file=sys.stderr)
+        return []
+
+
 def report_text(name: str) -> str:
     """report.json of one scenario, `run` removed, paths normalised, as canonical JSON text."""
     env = {k: v for k, v in os.environ.items() if k not in ("PERCEPIANO_ORIGINAL", "PARITY_TEST_REFERENCE")}
@@ -44,6 +56,10 @@ def report_text(name: str) -> str:
         if done.returncode not in (0, 1):
             raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
         report = json.loads((Path(tmp) / "report.json").read_text())
+    problems = _schema_errors(report)
+    if problems:
+        raise RuntimeError(f"report.json of {name} does not validate against the shipped schema: "
+                           + "; ".join(problems[:5]))
     report.pop("run", None)
     return normalise(json.dumps(report, indent=1, sort_keys=True)) + "\n"
 

@@ -42,13 +42,13 @@ def run(state: ComparisonState, tol: Tolerances) -> CheckResult:
         shifted_heads = []
         for h in range(n_ref):
             rm, cm = agg.ref["mean"][h], agg.cand["mean"][h]
-            flag = ""
-            if cm < tol.collapse_nats <= rm:
-                flag = "collapsed"
+            shifted = abs(rm - cm) > tol.entropy_abs or math.isnan(cm)
+            # the heads this check warns about, named in the table so every report can point at them
+            flag = "collapsed" if cm < tol.collapse_nats <= rm else ("shifted" if shifted else "")
             rows.append({"module": name, "head": h, "original_mean": rm, "replica_mean": cm,
                          "original_min": agg.ref["min"][h], "original_max": agg.ref["max"][h],
                          "replica_min": agg.cand["min"][h], "replica_max": agg.cand["max"][h], "flag": flag})
-            if abs(rm - cm) > tol.entropy_abs or math.isnan(cm):
+            if shifted:
                 shifted_heads.append(h)
         if shifted_heads:
             worst = max(shifted_heads, key=lambda h: abs(agg.ref["mean"][h] - agg.cand["mean"][h]))

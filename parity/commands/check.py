@@ -7,7 +7,8 @@ It reads like the data flow, one named step per stage:
     inputs (waivers, mapping overrides, the previous report)
     -> reference (subjects.reference)  -> batches (batches.plan)  -> candidate (subjects.candidate)
     -> compare (compare.engine)  -> training checks (checks.training.run)
-    -> report: model checks, diagnosis, waivers (commands.audit)  -> verified fixes (diagnosis.verify)
+    -> report: model checks, diagnosis, waivers (commands.audit)  -> verified fixes (diagnosis.verify, one
+       explanation at a time so progress names each attempt)
     -> drift against the previous report (commands.drift)
 
 Nothing is printed and no file is written here: progress and notes go to the callbacks, problems the user can
@@ -40,11 +41,18 @@ from percepiano_parity.core.interrupts import signals_as_interrupted
 from percepiano_parity.core.options import CheckOptions
 from percepiano_parity.core.report import Report
 from percepiano_parity.replica.batch import BatchError, CanonicalBatch
-from percepiano_parity.subjects.candidate import Candidate, mapping_overrides, resolve_candidate
+from percepiano_parity.subjects.candidate import (
+    Candidate,
+    candidate_from_model,
+    mapping_overrides,
+    resolve_candidate,
+)
 from percepiano_parity.subjects.reference import Reference, default_bundles, resolve_reference
 from percepiano_parity.subjects.watch import FiniteWatch, watch
 
 Progress = Callable[[str, int, int], None]
+# what the engine's progress stages mean, for people reading a log (the other stages name themselves)
+STAGE_TEXT = {"prepare": "mapping weights and tracing both models", "batch": "comparing batches"}
 Notify = Callable[[str], None]
 
 INTERNAL_ERROR_HOOK = "PARITY_TEST_INTERNAL_ERROR"  # test hook: "1" makes run_check fail like a tool bug
@@ -52,6 +60,29 @@ INTERNAL_ERROR_HOOK = "PARITY_TEST_INTERNAL_ERROR"  # test hook: "1" makes run_c
 
 class InternalErrorHook(RuntimeError):
     """Raised on purpose when PARITY_TEST_INTERNAL_ERROR=1, so tests can see exit code 3."""
+
+
+@dataclass
+class GivenModel:
+    """A model object to audit as the candidate instead of `--replica` / `--deviation` (the training-loop
+    gates): it goes through the same adapter path as `--replica`.
+
+    model: audited as it is (the audit works on copies; this object is never changed);
+    adapter: its adapter (None: the default, logits only); name: how reports name it;
+    recipe: what the recipe check reads (None: the adapter's recipe(model) or model.configure_optimizers);
+    initial_weights: the model holds the freshly built weights of the audit's seed, so the init check can
+    compare them with the reference's; otherwise (trained or differently seeded weights) that check is skipped.
+    """
+
+    model: Any
+    adapter: Any = None
+    name: str = "given model"
+    recipe: Any = None
+    initial_weights: bool = False
+
+
+INIT_NOT_FRESH = ("the audited model was built before the audit (its weights need not be the seed's initial "
+                  "ones); pass initial_weights=True when it holds the freshly built weights of the seed")
 
 
 @dataclass
@@ -91,17 +122,20 @@ class _Log:
             self.progress(stage, done, total)
 
 
-def run_check(options: CheckOptions, *, progress: Progress | None = None, notify: Notify | None = None) -> Report:
-    """Run one audit as the options say and return its Report (see the module docstring).
+def run_check(options: CheckOptions, *, progress: Progress | None = None, notify: Notify | None = None,
+              given: GivenModel | None = None) -> Report:
+    """Run one audit as the options say and return its Report (see the module docstring); `given`: audit this
+    model object as the candidate (options.replica and options.deviation are then ignored).
 
     Ctrl-C and SIGTERM raise `core.interrupts.Interrupted` meanwhile, so a `KeyboardInterrupt` or `SystemExit`
     that the user's code raises is told apart from one the user sends (`core.guard`).
     """
     with signals_as_interrupted():
-        return _run_check(options, progress, notify)
+        return _run_check(options, progress, notify, given)
 
 
-def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify | None) -> Report:
+def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify | None,
+               given: GivenModel | None) -> Report:
     if os.environ.get(INTERNAL_ERROR_HOOK) == "1":
         raise InternalErrorHook(f"internal error provoked on purpose ({INTERNAL_ERROR_HOOK}=1 test hook)")
     log = _Log(progress, notify)
@@ -113,20 +147,24 @@ def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify 
     log.step("loading the reference")
     reference = resolve_reference(options, log.note)
     batches = batches_for(reference, options)
-    log.step("building the replica")
-    candidate = resolve_candidate(options, reference.variant, reference.config, reference.seed)
-    comparison = compare(reference, candidate, batches, options, inputs, progress)
+    if given is None:
+        log.step("building the replica")
+        candidate = resolve_candidate(options, reference.variant, reference.config, reference.seed)
+    else:
+        log.step(f"adapting {given.name}")
+        candidate = candidate_from_model(given.model, given.adapter, given.name, reference.variant,
+                                         reference.config, recipe=given.recipe)
+    compare_init = given is None or given.initial_weights
+    comparison = compare(reference, candidate, batches, options, inputs, progress, compare_init=compare_init)
     log.step("training checks")
     training = training_checks(options, reference, candidate, reference.variant, reference.config, reference.seed,
                                _settled_pairs(comparison))
     log.step("diagnosis")
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
                           extra_explanations_context=_diagnosis_context(reference), watches=comparison.watches)
-    log.step("verifying fixes")
-    verify_report_fixes(report, comparison.state, reference.subject, candidate.subject, batches,
-                        comparison.settings, floor_meter=comparison.engine.floor_meter)
+    verify_fixes(report, comparison, reference, candidate, batches, log)
     skip_unsupported(report, reference)
-    describe_run(report, options, reference, batches, comparison, log)
+    describe_run(report, options, reference, batches, comparison, log, given)
     add_drift(report, inputs, log)
     return report
 
@@ -151,13 +189,14 @@ def batches_for(reference: Reference, options: CheckOptions) -> list[CanonicalBa
 
 
 def compare(reference: Reference, candidate: Candidate, batches: Sequence[CanonicalBatch], options: CheckOptions,
-            inputs: Inputs, progress: Progress | None) -> Comparison:
-    """Both subjects on the same batches with the reference's weights, folded into a ComparisonState."""
+            inputs: Inputs, progress: Progress | None, *, compare_init: bool = True) -> Comparison:
+    """Both subjects on the same batches with the reference's weights, folded into a ComparisonState;
+    `compare_init=False` skips the init check (a given model's weights need not be the seed's)."""
     overrides = mapping_overrides(inputs.mapping, candidate, reference)
     for subject in (reference.subject, candidate.subject):
         if options.device != "cpu":
             subject.model.to(options.device)
-    engine_options = EngineOptions(tolerances=Tolerances(), init_check=reference.init_available,
+    engine_options = EngineOptions(tolerances=Tolerances(), init_check=reference.init_available and compare_init,
                                    mapping_overrides=overrides, progress=progress, thorough=options.thorough)
     normal = sum(1 for b in batches if not any(t.startswith("edge:") for t in b.tags))
     settings = AuditSettings(variant=reference.variant, config=reference.config, seed=reference.seed, batches=normal,
@@ -173,6 +212,8 @@ def compare(reference: Reference, candidate: Candidate, batches: Sequence[Canoni
         raise UsageError(str(cause) if isinstance(cause, UsageError) else str(exc)) from exc
     except BatchError as exc:
         raise UsageError(f"batch rejected: {exc}") from exc
+    if reference.init_available and not compare_init:
+        state.init_note = INIT_NOT_FRESH
     return Comparison(state, engine, watches, settings, overrides)
 
 
@@ -184,18 +225,35 @@ def _settled_pairs(comparison: Comparison) -> dict[str, str] | None:
     return merged or None
 
 
+def verify_fixes(report: Report, comparison: Comparison, reference: Reference, candidate: Candidate,
+                 batches: Sequence[CanonicalBatch], log: _Log) -> None:
+    """Each explanation's mechanical fix, tried one explanation at a time so the progress shows each attempt."""
+    from percepiano_parity.diagnosis.catalog import rule_by_id
+
+    explanations = report.explanations
+    fixable = [e for e in explanations if (rule := rule_by_id(e.id)) is not None and rule.fix_action]
+    try:
+        for i, explanation in enumerate(fixable, 1):
+            log.step(f"trying the fix of {explanation.id} ({i}/{len(fixable)})")
+            report.explanations = [explanation]
+            verify_report_fixes(report, comparison.state, reference.subject, candidate.subject, batches,
+                                comparison.settings, floor_meter=comparison.engine.floor_meter)
+    finally:
+        report.explanations = explanations
+
+
 def _diagnosis_context(reference: Reference) -> dict[str, Any]:
     return {"original_root": str(reference.original.root)} if reference.original is not None else {}
 
 
 def describe_run(report: Report, options: CheckOptions, reference: Reference, batches: Sequence[CanonicalBatch],
-                 comparison: Comparison, log: _Log) -> None:
+                 comparison: Comparison, log: _Log, given: GivenModel | None = None) -> None:
     """What the report says about how it was made (the settings section)."""
     overrides = comparison.overrides
     report.settings.update({
         "reference": reference.kind,
-        "replica": _replica_kind(options),
-        "deviation": options.deviation,
+        "replica": f"user: {given.name}" if given is not None else _replica_kind(options),
+        "deviation": options.deviation if given is None else None,
         "edge_cases": sum(1 for b in batches if any(t.startswith("edge:") for t in b.tags)),
         "max_notes": options.max_notes if reference.batches is None else None,
         "waivers_file": options.waivers,
@@ -227,4 +285,5 @@ def exit_code(report: Report, options: CheckOptions) -> int:
     return int(report.exit_code(options.severity, new_only=options.fail_on_new))
 
 
-__all__ = ["INTERNAL_ERROR_HOOK", "CheckOptions", "UsageError", "default_bundles", "exit_code", "run_check"]
+__all__ = ["INTERNAL_ERROR_HOOK", "CheckOptions", "GivenModel", "UsageError", "default_bundles", "exit_code",
+           "run_check"]

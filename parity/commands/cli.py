@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Audit a PercePiano re-implementation against the original, level "
                                             "by level.", epilog="Exit codes: 0 equivalent, 1 mismatch, 2 usage or "
                                                                 "load error, 3 internal error.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {tool_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                                help=option.help + shown)
     check.add_argument("--config", metavar="FILE", default=None,
                        help="read options from this TOML file instead of ./pyproject.toml or ./parity.toml")
+    check.add_argument("-v", "--verbose", action="store_true", default=False,
+                       help="print every table on the console; outside a terminal the console report is "
+                            "CI-sized by default (verdict, explanations, failing rows only)")
     check.set_defaults(handler=cmd_check)
 
     variants = sub.add_parser("variants", help="which variants the original builds and which scripts train them")
@@ -121,10 +125,36 @@ def _err(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+def tool_version() -> str:
+    """The installed distribution's version (the package's own when run from a source checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from percepiano_parity import __version__
+
+    try:
+        return version("percepiano-parity")
+    except PackageNotFoundError:
+        return __version__
+
+
+CI_WIDTH = 120  # console width outside a terminal when $COLUMNS is not set
+
+
+def console_width(stream: Any) -> int | None:
+    """None on a terminal (rich measures it); elsewhere $COLUMNS, or 120 when it is unset or not a number."""
+    if stream.isatty():
+        return None
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return CI_WIDTH
+    return columns if columns > 0 else CI_WIDTH
+
+
 def _consoles() -> tuple[Any, Any]:
     from rich.console import Console
 
-    return Console(), Console(stderr=True)
+    return Console(width=console_width(sys.stdout)), Console(stderr=True, width=console_width(sys.stderr))
 
 
 def _configured_original(explicit: str | None) -> tuple[str | None, str]:
@@ -160,7 +190,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from percepiano_parity.commands.check import run_check
     from percepiano_parity.commands.report_dir import check_report_dir
     from percepiano_parity.reports import FILE_NAMES, render_console, write_reports
-    from percepiano_parity.reports.console import progress
+    from percepiano_parity.reports.progress import progress
 
     cli = {option.name: getattr(args, option.name) for option in OPTIONS}
     options = resolve_options(cli, config_path=args.config)
@@ -188,8 +218,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         written = write_reports(report, options.report_dir, files, options.severity) if files else []
     except OSError as exc:
         raise UsageError(f"cannot write reports to {options.report_dir}: {exc.strerror or exc}") from None
-    if "console" in options.formats:
-        render_console(report, options.severity, out)
+    if "console" in options.formats:  # CI-sized outside a terminal unless --verbose
+        render_console(report, options.severity, out, compact=not out.is_terminal and not args.verbose)
     if written:
         names = ", ".join(p.name for p in written)
         print(f"reports written to {options.report_dir}: {names}",
@@ -309,7 +339,7 @@ def explanation_text(rule_id: str, original_root: Any = None) -> str:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    from percepiano_parity.reports.console import progress
+    from percepiano_parity.reports.progress import progress
 
     try:
         from percepiano_parity.commands.selftest import format_matrix, run_selftest

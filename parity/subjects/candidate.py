@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from percepiano_parity.core.options import CheckOptions
 from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.subjects.reference import (
@@ -39,29 +41,40 @@ def resolve_candidate(options: CheckOptions, variant: str, config: ModelConfig, 
                            extra={"deviation": dev.name, "deviation_title": dev.title, "deviation_kind": dev.kind})
         return Candidate(ReplicaSubject(model, info), recipe=dev.recipe())
     if options.replica:
-        from percepiano_parity.replica.models import PercePianoModel
-        from percepiano_parity.subjects.user_subject import (
-            DEFAULT_ADAPTER,
-            call_factory,
-            load_factory,
-            make_user_subject,
-            recipe_source,
-        )
+        from percepiano_parity.subjects.user_subject import call_factory, load_factory
 
         factory = load_factory(options.replica)
         model, adapter = call_factory(factory, options.replica, variant=variant, config=config, seed=seed)
-        if adapter is DEFAULT_ADAPTER and isinstance(model, PercePianoModel):
-            info = SubjectInfo(name="replica", kind="user-replica", variant=variant, source=options.replica,
-                               extra={"class": f"{type(model).__module__}.{type(model).__qualname__}",
-                                      "adapter": "replica levels"})
-            subject: Subject = ReplicaSubject(model, info)
-        else:
-            subject = make_user_subject(model, adapter, spec=options.replica, variant=variant, config=config)
-        return Candidate(subject, recipe=recipe_source(model, adapter), adapter=adapter,
-                         call=getattr(subject, "call", None))
+        return candidate_from_model(model, adapter, options.replica, variant, config)
     model = build(variant, config, seed=seed)
     info = SubjectInfo(name="replica", kind="bundled-replica", variant=variant, source="bundled replica")
     return Candidate(ReplicaSubject(model, info), recipe=ORIGINAL_RECIPE)
+
+
+def candidate_from_model(model: nn.Module, adapter: Any, spec: str, variant: str, config: ModelConfig, *,
+                         recipe: Any = None) -> Candidate:
+    """A user's model and its adapter (None: the default, logits only) as the candidate: the path of
+    `--replica SPEC`, also taken by the training-loop gates with a model object (`spec` names it in reports).
+    `recipe`: what the recipe check reads (default: the adapter's recipe(model) or configure_optimizers)."""
+    from percepiano_parity.replica.models import PercePianoModel
+    from percepiano_parity.subjects.user_subject import (
+        DEFAULT_ADAPTER,
+        make_user_subject,
+        recipe_source,
+        validate_adapter,
+    )
+
+    adapter = adapter if adapter is not None else DEFAULT_ADAPTER
+    validate_adapter(model, adapter, spec)
+    if adapter is DEFAULT_ADAPTER and isinstance(model, PercePianoModel):
+        info = SubjectInfo(name="replica", kind="user-replica", variant=variant, source=spec,
+                           extra={"class": f"{type(model).__module__}.{type(model).__qualname__}",
+                                  "adapter": "replica levels"})
+        subject: Subject = ReplicaSubject(model, info)
+    else:
+        subject = make_user_subject(model, adapter, spec=spec, variant=variant, config=config)
+    return Candidate(subject, recipe=recipe if recipe is not None else recipe_source(model, adapter),
+                     adapter=adapter, call=getattr(subject, "call", None))
 
 
 def mapping_overrides(file_map: dict[str, str], candidate: Candidate, reference: Reference) -> dict[str, str] | None:

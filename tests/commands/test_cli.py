@@ -46,6 +46,7 @@ def run_parity(*args: str, cwd: Path, hook: bool = True, original: bool = False,
     if hook and not SHIPPED:
         env["PARITY_TEST_REFERENCE"] = "replica"
     env.setdefault("OMP_NUM_THREADS", "1")  # small models: threads only contend on a busy 2-core runner
+    env.pop("COLUMNS", None)  # the console's width outside a terminal: 120 unless $COLUMNS says otherwise
     env.update(extra_env or {})
     return subprocess.run([sys.executable, "-m", "parity", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -55,8 +56,14 @@ def load_json(directory: Path) -> dict:
     return json.loads((directory / "report.json").read_text())
 
 
+def error_lines(stderr: str) -> list[str]:
+    """stderr without notes and progress lines (one per stage outside a terminal: "parity: [  1.2s] ...")."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(("parity: note:",
+                                                                                           "parity: ["))]
+
+
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("parity: note:")]
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     return lines[0]
@@ -82,7 +89,7 @@ def deviated(work, faithful) -> tuple[subprocess.CompletedProcess, Path]:
     """The library's LayerNorm deviation, compared to the faithful run's report (drift)."""
     out = work / "deviated"
     proc = run_parity("check", "--deviation", "layernorm-han-output", *FAST, "--report-dir", str(out),
-                      "--format", "json,md", "--compare-to", str(faithful[1] / "report.json"), cwd=work)
+                      "--format", "console,json,md", "--compare-to", str(faithful[1] / "report.json"), cwd=work)
     return proc, out
 
 
@@ -146,6 +153,23 @@ def test_faithful_replica_is_equivalent_exit_0_with_every_report_file(faithful):
     assert all(c["reason"] for c in skipped)  # every skipped check says why
     if not SHIPPED:
         assert data["settings"]["edge_cases"] > 0  # the default run includes the edge-case batches
+
+
+def test_console_outside_a_terminal_is_ci_sized(faithful, deviated):
+    """`parity check | cat`: a passing run in at most 40 lines of at most 120 columns; a failing one starts
+    with the explanations; progress is one line per stage on stderr."""
+    proc, _ = faithful
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 40, proc.stdout
+    assert lines[0].lstrip().startswith("EQUIVALENT") and max(map(len, lines)) <= 120
+    assert "Per-level error" not in proc.stdout  # passing checks print no tables
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("parity: [")]
+    assert progress[0].endswith("] loading the reference")
+    assert any("] comparing batches 1/" in line for line in progress)
+    failing, _ = deviated
+    head = failing.stdout[:failing.stdout.index("Explanations (")].strip().splitlines()
+    assert head[0].lstrip().startswith("MISMATCH") and len(head) <= 2  # the verdict, then the explanations
+    assert "PP-EXTRA-NORM" in failing.stdout[:failing.stdout.index("Checks")]
 
 
 def test_report_json_is_byte_identical_across_runs_except_run(faithful, work):
@@ -343,7 +367,7 @@ def test_more_bad_input_exit_2_in_process(case, work, user_replicas, monkeypatch
     code = main(["check", *MORE_USAGE_CASES[case](work, user_replicas), "--report-dir", str(out)])
     captured = capsys.readouterr()
     assert code == 2, captured.err
-    lines = [line for line in captured.err.splitlines() if line.strip() and not line.startswith("parity: note:")]
+    lines = error_lines(captured.err)
     assert len(lines) == 1 and lines[0].startswith("parity: error:"), captured.err
     assert not out.exists()
 

@@ -19,7 +19,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("checks",),
     ("diagnosis",),
     ("reports",),
-    ("commands",),
+    ("commands", "integrations"),
 )
 UNLAYERED = ("compat",)  # old import names: re-exports from every stage, imported by nobody inside
 

@@ -163,13 +163,23 @@ def test_console_numeric_columns_are_right_justified():
     assert [c.justify for c in table.columns] == ["left", "right"]
 
 
-def test_progress_is_quiet_off_terminal_and_rich_on_terminal():
+def test_progress_is_one_line_per_step_off_terminal_and_rich_on_terminal():
     console = plain_console()
     with progress(console) as bar:
+        ticks = iter([0.0, 1.25, 2.5, 2.5])
+        bar.clock = lambda: next(ticks)
+        bar.start = 0.0
         task = bar.add_task("forward", total=3)
         bar.advance(task)
+        bar.update(task, total=3)  # nothing new: no line
         bar.update(task, description="backward", advance=1)
-    assert console.file.getvalue() == ""
+        bar.add_task("diagnosis")
+    assert console.file.getvalue().splitlines() == [
+        "parity: [    0.0s] forward",
+        "parity: [    1.2s] forward 1/3",
+        "parity: [    2.5s] backward 2/3",
+        "parity: [    2.5s] diagnosis",
+    ]
     terminal = Console(file=StringIO(), width=80, force_terminal=True)
     with progress(terminal) as bar:
         assert isinstance(bar, Progress)
@@ -210,7 +220,7 @@ def test_html_is_self_contained_and_escaped():
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page  # no scripts, and the finding's <script> is escaped
     assert "&lt;script&gt;alert(" in page
-    assert page.count("<svg") == 3
+    assert page.count("<svg") == 4  # three plots, and the picture of the explanation with a root level
     assert "MISMATCH" in page and "PP-LAYERNORM-OUTPUT" in page and "WAIVED" in page
     assert page.index('id="explanations"') < page.index('id="drift"') < page.index('id="checks"')
     parser = _TagBalance()
