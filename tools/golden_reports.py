@@ -1,5 +1,5 @@
 """Record (or check) the golden reports: `parity check` on the shipped bundle for the faithful replica and
-three library deviations, report.json without its volatile `run` section, machine paths replaced.
+four library deviations, report.json without its volatile `run` section, machine paths replaced.
 
     python tools/golden_reports.py --update      # rewrite tests/golden/*.json (after an intended change)
     python tools/golden_reports.py               # compare, exit 1 on any difference
@@ -25,6 +25,7 @@ SCENARIOS: dict[str, list[str]] = {
     "layernorm-han-output": ["--deviation", "layernorm-han-output"],
     "head-512-128": ["--deviation", "head-512-128"],
     "padded-lstm": ["--deviation", "padded-lstm"],
+    "boundaries-any-change": ["--deviation", "boundaries-any-change"],
 }
 
 
