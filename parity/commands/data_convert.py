@@ -79,9 +79,12 @@ def _versions() -> dict[str, str]:
 def convert_all(pipeline: Any, layout: Any, out: Path, keys: Sequence[str], all_names: Sequence[PerformanceName],
                 settings: dict[str, Any], stage1_seconds: float, progress: Progress | None = None
                 ) -> dict[str, Any]:
-    """Write segments/<key>.safetensors for every prepared key and the manifest; return the manifest."""
+    """Write segments/<key>.safetensors for every prepared performance of the cache (this run's `keys` and every
+    earlier one's) and the manifest; return the manifest."""
     started = time.perf_counter()
-    records = {key: _record(out, key) for key in sorted(set(keys))}
+    present = {p.name.removesuffix(".safetensors").removesuffix(".failed") for p in (out / cache_files.RAW).glob(
+        "*.safetensors")} if (out / cache_files.RAW).is_dir() else set()
+    records = {key: _record(out, key) for key in sorted(set(keys) | present)}  # the whole cache, not one --only
     ok = [k for k, r in records.items() if r is not None and r.get("status") == "ok"]
     failed = {k: r for k, r in records.items() if r is None or r.get("status") != "ok"}
     norm_keys = pipeline.norm_keys

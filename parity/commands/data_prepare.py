@@ -177,9 +177,13 @@ class _StageFailure(Exception):
 
 
 def _reason(exc: BaseException) -> str:
+    """One line: our own and the adapter's messages as they are, anything else with its type."""
+    from percepiano_parity.original_adapter.features import ExtractionError
+
     text = " ".join(str(exc).split())
-    return text if isinstance(exc, _StageFailure | AlignmentError | CorrespError) or not text \
-        or type(exc).__name__ in ("ExtractionError",) else f"{type(exc).__name__}: {text}"
+    if isinstance(exc, _StageFailure | AlignmentError | CorrespError | ExtractionError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}"
 
 
 def _inputs(layout: DataLayout, name: PerformanceName, score: _Score, options: PrepareOptions) -> dict[str, str]:

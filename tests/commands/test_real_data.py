@@ -21,7 +21,7 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "percepiano-data"
 # short ones (54-70 notes), some with unaligned notes; _4_08 is in the valid split of performer4fold fold 0;
 # the Score2 performance has other labels in the repository root's label file
 REAL = ("Schubert_D960_mv3_8bars_0_08", "Schubert_D960_mv3_8bars_10_17", "Schubert_D960_mv3_8bars_4_08",
-        "Schubert_D935_no.3_4bars_6_9", "Beethoven_WoO80_thema_8bars_11_1", "Beethoven_WoO80_thema_8bars_Score2_1")
+        "Schubert_D935_no.3_4bars_6_9", "Beethoven_WoO80_thema_8bars_11_1", "Schubert_D935_no.3_4bars_Score2_1")
 VALID_IN_FOLD_0 = "Schubert_D960_mv3_8bars_4_08"
 LABEL = "label_2round_mean_reg_19_with0_rm_highstd0.json"
 
@@ -178,5 +178,5 @@ def test_a_label_file_finding_counts_the_real_segments_it_changes(cache):
     add_real_label_evidence(report, CheckOptions(data=str(cache)), batches)
     real = finding.evidence["real_data"]
     assert real["segments"] == 5 and real["labels_differ"] == 1 and real["only_in_used_file"] == 0
-    assert real["fed_labels_differ"] == ["Beethoven_WoO80_thema_8bars_Score2_1"]
+    assert real["fed_labels_differ"] == ["Schubert_D935_no.3_4bars_Score2_1"]
     add_real_label_evidence(report, CheckOptions(), [CanonicalBatch(())])  # without --data: nothing to add
