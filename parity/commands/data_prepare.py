@@ -146,11 +146,14 @@ def _prepare_score(pipeline: Any, layout: DataLayout, score: _Score, out: Path, 
         shutil.copyfile(score.xml, xml)
         score_midi = stage / f"{score.stem}.mid"
         score_info: dict[str, Any] = {"stem": score.stem}
-        try:
-            published = layout.score_midi / f"{score.stem}.mid"
-            if published.is_file():
+        published = layout.score_midi / f"{score.stem}.mid"
+        if published.is_file():  # only a diagnostic: how many notes the original pairs with the published file
+            try:
                 notes, paired = pipeline.score_midi_match(xml, published)
                 score_info["published_score_midi_pairs"] = [paired, notes]
+            except Exception as exc:  # noqa: BLE001 - recorded, never fatal
+                score_info["published_score_midi_error"] = _reason(exc)
+        try:
             if options.score_midi == "published":
                 if not published.is_file():
                     raise _StageFailure("score", f"no published score MIDI {published.name}")
