@@ -9,13 +9,14 @@ attributes (see `isolation`). Every shim served becomes a {"name", "reason"} rec
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy
@@ -73,6 +74,51 @@ TRAINING_SHIMS: tuple[Shim, ...] = (
          "is not enough: torch's own module then fails its version check)", _tensorboard),
     Shim("wandb", "logger.py imports it; only its image logging uses it; empty module", _empty),
 )
+
+
+# Needed to import the feature pipeline (pyScoreParser: data_class, data_for_training and what they import).
+FEATURE_SHIMS: tuple[Shim, ...] = (
+    Shim("tqdm", "pyScoreParser/data_class.py and data_for_training.py import its progress bar; pass-through "
+         "tqdm(iterable)", _tqdm),
+)
+
+
+@dataclass(frozen=True)
+class AttributeShim:
+    """A name a module of a modern library no longer has, lent to it only while the original is imported."""
+
+    module: str  # the library module, which imports fine
+    name: str  # the attribute the original imports from it
+    why: str
+    value: Callable[[], object]
+
+
+FEATURE_ATTRIBUTE_SHIMS: tuple[AttributeShim, ...] = (
+    AttributeShim("numpy.lib.npyio", "save",
+                  "pyScoreParser/data_for_training.py:6 imports save from it (numpy 2 removed it there; the module "
+                  "never calls it); lends numpy.save while the original is imported", lambda: numpy.save),
+)
+
+
+@contextlib.contextmanager
+def lend_attributes(shims: Iterable[AttributeShim]) -> Iterator[list[dict[str, str]]]:
+    """Set each missing attribute for the duration of the block and take it back after; yields the
+    {"name", "reason"} records of the ones lent (an attribute the library still has is left alone)."""
+    lent: list[tuple[types.ModuleType, str]] = []
+    served: list[dict[str, str]] = []
+    try:
+        for shim in shims:
+            module = importlib.import_module(shim.module)
+            if hasattr(module, shim.name):
+                continue
+            setattr(module, shim.name, shim.value())
+            lent.append((module, shim.name))
+            served.append({"name": f"{shim.module}.{shim.name}", "reason": shim.why})
+        yield served
+    finally:
+        for module, name in reversed(lent):
+            with contextlib.suppress(AttributeError):
+                delattr(module, name)
 
 
 def real_import_error(name: str) -> str | None:

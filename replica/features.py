@@ -1,4 +1,5 @@
-"""The note-feature layout behind the published models' 79 input columns.
+"""The note-feature layouts of the original's input matrices: 101 columns measured on the published splits, 79 for
+the synthetic default.
 
 How the original builds the `input` matrix
 ------------------------------------------
@@ -25,25 +26,34 @@ tempo_primo            2  `feature_extraction.ScoreExtractor.get_tempo_primo`: f
 
 Every other key used anywhere below is one number per note.
 
-Which key list gives 79 — and how sure this is
-----------------------------------------------
-* The module default `data_for_training.VNET_INPUT_KEYS` (22 keys: VirtuosoNet's 21 score keys with
-  `"section_tempo"` added as the 6th) sums to **79 exactly**: 14 scalars + 13 + 5 + 4 + 9 + 6 + 17 + 9 + 2.
-  VirtuosoNet's own input was the same list without `section_tempo`, i.e. 78 columns, which is the
-  `input_size: 78 # 79? added` written in every yml. This is `FEATURE_LAYOUT` below, and the layout the
-  "features-78" deviation removes `section_tempo` from (column 5).
-* What the published code would actually write is not 79, so the layout cannot be pinned from the code alone:
-  `FeatureConverter._preserve_feature_before_normalization` appends `<key>_unnorm` for each of
+Which key list, which width: measured
+--------------------------------------
+`parity data prepare` ran the original's own pipeline on all 1,202 PercePiano performances (README, "Real
+data"); the widths below are what its FeatureConverter wrote (`key_to_dim['input']`, checked against this table
+by tests/commands/test_real_data.py):
+
+* `FeatureConverter._preserve_feature_before_normalization` appends `<key>_unnorm` for each of
   `PRESERVE_FEAT_KEYS` (midi_pitch, duration, beat_importance, measure_length, following_rest) present in the
-  features, and `dataset.py:64` reads `key_to_dim['input']['midi_pitch_unnorm']`, so the training pickles must
-  contain those columns. With the default list that is 84 columns (the code's own comment says "input = 84").
-  The published split scripts (`m2pf_dataset_compositionfold.py`, `m2pf_dataset_performerfold.py`) override the
-  list with 39 keys (score keys without midi_pitch, 15 performance features, 4 `mmidi_*`) giving 96 + 5 = 101
-  columns, and their *perffeatonly* lists give 4 + 5 = 9. The script that built `random8fold` is not published.
-  So: 79 is the width the facts sheet and the yml comment give and the only one a published key list produces
-  by itself; the processed pickles are not public, so the exact 79-column content is the best-supported
-  reading, not a verified one. `LAYOUTS` holds every candidate with its width, for reports and audits of
-  other inputs; `key_lists_from_checkout` re-reads the key lists from a checkout at run time.
+  pair features, which all five always are (`dataset.py:64` reads `midi_pitch_unnorm`). So **no key list of
+  the original yields 79**:
+* the published split scripts (`m2pf_dataset_performerfold.py:157`, the same list in
+  `m2pf_dataset_compositionfold.py`; 39 keys: the score keys without midi_pitch, 15 performance features, 4
+  `mmidi_*`) write **101 columns** (96 + 5 `_unnorm`): the input of every published composition- and
+  performer-fold model (`utils.handle_args` takes input_size from these pickles). This is `MEASURED_LAYOUT`,
+  `LAYOUTS["split-scripts-101"]`, and the width `parity check --data` uses;
+* their *perffeatonly* lists write 9 (4 + 5); the module default `data_for_training.VNET_INPUT_KEYS` writes 84.
+* 79 (the facts sheet, the yml's `input_size: 78 # 79? added`) is the module default list without the
+  `_unnorm` columns, which the converter never writes alone. It stays the width of the synthetic default
+  batches (`FEATURE_LAYOUT`): input width changes only `note_embedder.fc`, so every parity verdict carries over,
+  and the shipped bundles and the facts sheet's parameter counts keep it. The script that made `random8fold`
+  is not published, so its width is unknown (84 if it used the module default).
+
+Normalisation (measured the same way): the keys of `data_for_training.NORM_FEAT_KEYS` are z-normalised with one
+mean and standard deviation per key over the whole PairDataset, `update_mean_stds_of_entire_dataset`: every
+labelled performance, whatever its split (train, valid and test of every fold alike, one set of statistics for
+all folds). Everything else (pitch vectors, one-hots, beat and xml positions, grace order, `mmidi_*`, the
+`_unnorm` copies) is written raw. `LAYOUTS` holds every candidate with its width; `layout_for_width` finds one by
+width; `key_lists_from_checkout` re-reads the key lists from a checkout at run time.
 
 Source note: the training data's `section_tempo` and `qpm_primo` are the *performance* values: the pair
 features are `{**score_features, **perform_features}` and both keys are also performance features.
@@ -109,14 +119,25 @@ def layout_for(keys: tuple[str, ...] | list[str], *, with_unnorm: bool = False,
     return tuple(blocks)
 
 
-FEATURE_LAYOUT: Layout = layout_for(DEFAULT_INPUT_KEYS)
+FEATURE_LAYOUT: Layout = layout_for(DEFAULT_INPUT_KEYS)  # 79: the synthetic default (see the docstring)
+MEASURED_LAYOUT: Layout = layout_for(SPLIT_INPUT_KEYS, with_unnorm=True)  # 101: what the published splits hold
 
 LAYOUTS: dict[str, Layout] = {
     "published-79": FEATURE_LAYOUT,
     "default-keys-with-unnorm-84": layout_for(DEFAULT_INPUT_KEYS, with_unnorm=True),
-    "split-scripts-101": layout_for(SPLIT_INPUT_KEYS, with_unnorm=True),
+    "split-scripts-101": MEASURED_LAYOUT,
     "split-scripts-perffeatonly-9": layout_for(PERFORMANCE_ONLY_KEYS, with_unnorm=True),
 }
+
+
+def layout_for_width(width: int) -> Layout:
+    """The known layout of that many columns (79 synthetic default, 101 the published splits' measured one, 84,
+    9); ValueError when none has it."""
+    for layout in LAYOUTS.values():
+        if total_width(layout) == width:
+            return layout
+    known = ", ".join(f"{name} ({total_width(layout)})" for name, layout in LAYOUTS.items())
+    raise ValueError(f"no known feature layout has {width} columns; known: {known}")
 
 
 def total_width(layout: Layout = FEATURE_LAYOUT) -> int:

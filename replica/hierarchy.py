@@ -29,7 +29,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 class HierarchyError(ValueError):
-    """Note locations the original cannot process (it raises on them)."""
+    """Note locations the original cannot process (it raises on them). `original_error` names the exception type
+    the original raises there (None where the replica refuses a path it does not reproduce)."""
+
+    def __init__(self, message: str, original_error: str | None) -> None:
+        super().__init__(message)
+        self.original_error = original_error
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,8 @@ def _last_nonzero_end(numbers: Tensor, what: str) -> Tensor:
     if not bool(nonzero.any(dim=1).all()):
         bad = int((~nonzero.any(dim=1)).nonzero()[0])
         raise HierarchyError(
-            f"item {bad} has only zero {what} numbers; the original raises on this (max of an empty tensor)"
-        )
+            f"item {bad} has only zero {what} numbers; the original raises on this (max of an empty tensor)",
+            "RuntimeError")
     positions = torch.arange(numbers.shape[1], device=numbers.device).expand_as(numbers)
     return torch.where(nonzero, positions, -1).max(dim=1).values + 1
 
@@ -133,12 +138,15 @@ def segment_softmax(scores: Tensor, segments: Segments) -> Tensor:
     """Softmax over time within each segment, laid out as the original concatenates it.
 
     The pieces of valid segments (start < end) are concatenated per item and zero-padded across the
-    batch; the result must be as long as `scores` is, as the original multiplies the two position-wise.
+    batch; the result must be as long as `scores` is, as the original multiplies the two position-wise, or one
+    position long, which that multiplication broadcasts over every position (found by differential fuzzing:
+    a batch whose items each cover at most one position, e.g. beats [-1, 0]).
     """
     n, length, heads = scores.shape
     valid = segments.start < segments.end
     if bool((segments.start[valid] < 0).any()):
-        raise HierarchyError("negative boundary (a -1 note location); the replica does not reproduce this path")
+        raise HierarchyError("negative boundary (a -1 note location); the replica does not reproduce this path",
+                             None)
     lo = segments.start.clamp(0, length)
     hi = torch.minimum(segments.end, torch.full_like(segments.end, length))
     hi = torch.where(valid, torch.maximum(hi, lo), lo)
@@ -151,18 +159,18 @@ def segment_softmax(scores: Tensor, segments: Segments) -> Tensor:
     first_pair = torch.cumsum(per_item_total, 0) - per_item_total
     dst = torch.arange(item.numel(), device=scores.device) - first_pair[item]
     width = int(per_item_total.max()) if per_item_total.numel() else 0
-    if width != length:
+    if width != length and width != 1:  # one covered position broadcasts over the sequence in the original
         raise HierarchyError(
-            f"segments cover {width} positions but the sequence has {length}; the original fails to broadcast here"
-        )
+            f"segments cover {width} positions but the sequence has {length}; the original fails to broadcast here",
+            "RuntimeError")
     picked = scores[item, src]  # (P, H)
     seg_max = torch.full((seg_ids.numel(), heads), float("-inf"), dtype=scores.dtype, device=scores.device)
     seg_max = seg_max.scatter_reduce(0, which.unsqueeze(1).expand_as(picked), picked, "amax", include_self=True)
     exp = torch.exp(picked - seg_max[which])
     seg_sum = torch.zeros((seg_ids.numel(), heads), dtype=scores.dtype, device=scores.device).index_add_(0, which, exp)
-    out = scores.new_zeros(n, length, heads)
+    out = scores.new_zeros(n, width, heads)
     out[item, dst] = exp / seg_sum[which]
-    return out
+    return out if width == length else out.expand(n, length, heads)
 
 
 def segment_sum(weighted: Tensor, segments: Segments) -> Tensor:
@@ -198,7 +206,8 @@ def run_lstm_on_nodes(nodes: Tensor, lstm: nn.LSTM, *, pack: bool = True) -> Ten
         return out
     lengths = nonzero_rows(nodes)
     if bool((lengths <= 0).any()):
-        raise HierarchyError("an item has no non-zero node; the original cannot pack a length-0 sequence")
+        raise HierarchyError("an item has no non-zero node; the original cannot pack a length-0 sequence",
+                             "RuntimeError")
     packed = pack_padded_sequence(nodes, lengths.cpu(), batch_first=True, enforce_sorted=False)
     out, _ = lstm(packed)
     out, _ = pad_packed_sequence(out, batch_first=True)
@@ -210,7 +219,7 @@ def span_note_counts(numbers: Tensor) -> Tensor:
     n, length = numbers.shape
     if length == 1:
         if n > 1:
-            raise HierarchyError("a batch of length-1 items only; the original raises IndexError here")
+            raise HierarchyError("a batch of length-1 items only; the original raises IndexError here", "IndexError")
         return torch.ones(1, dtype=torch.long, device=numbers.device)
     counts = torch.min(torch.diff(numbers, dim=1), dim=1).indices + 1
     return torch.where(counts == 1, torch.full_like(counts, length), counts)
@@ -227,8 +236,8 @@ def span_to_notes(nodes: Tensor, numbers: Tensor, counts: Tensor | None = None) 
     used = index[active]
     if bool(((used >= num_nodes) | (used < -num_nodes)).any()):
         raise HierarchyError(
-            f"a note points at node {int(used.max())} of {num_nodes} (or below -{num_nodes}); the original raises IndexError"
-        )
+            f"a note points at node {int(used.max())} of {num_nodes} (or below -{num_nodes}); the original raises "
+            "IndexError", "IndexError")
     index = torch.where(index < 0, index + num_nodes, index).clamp(0, max(num_nodes - 1, 0))
     gathered = torch.gather(nodes, 1, index.unsqueeze(-1).expand(n, length, nodes.shape[2]))
     return gathered * active.unsqueeze(-1).to(nodes.dtype)

@@ -1,5 +1,5 @@
 """Record (or check) the golden reports: `parity check` on the shipped bundle for the faithful replica and
-three library deviations, report.json without its volatile `run` section, machine paths replaced; each
+four library deviations, report.json without its volatile `run` section, machine paths replaced; each
 report.json is validated against the shipped schema first.
 
     python tools/golden_reports.py --update      # rewrite tests/golden/*.json (after an intended change)
@@ -26,6 +26,7 @@ SCENARIOS: dict[str, list[str]] = {
     "layernorm-han-output": ["--deviation", "layernorm-han-output"],
     "head-512-128": ["--deviation", "head-512-128"],
     "padded-lstm": ["--deviation", "padded-lstm"],
+    "boundaries-any-change": ["--deviation", "boundaries-any-change"],
 }
 
 

@@ -13,13 +13,30 @@ from percepiano_parity.replica.config import ModelConfig
 
 
 def make_batches(options: CheckOptions, config: ModelConfig, seed: int) -> list[CanonicalBatch]:
+    """Realistic batches (synthetic, or real ones from `options.data`), then the synthetic edge cases."""
     from percepiano_parity.batches.synthetic import edge_cases, generate_batches
 
-    batches = generate_batches(options.batches, seed, config=config, max_notes=options.max_notes,
-                               include_edge_cases=False)
+    if options.data:
+        batches = real_batches(options, config, seed)
+    else:
+        batches = generate_batches(options.batches, seed, config=config, max_notes=options.max_notes,
+                                   include_edge_cases=False)
     if options.edge_cases:
         cap = min(options.max_notes or EDGE_MAX_NOTES, EDGE_MAX_NOTES)
         batches += edge_cases(seed, config, max_notes=cap)
+    return batches
+
+
+def real_batches(options: CheckOptions, config: ModelConfig, seed: int) -> list[CanonicalBatch]:
+    """The first `options.batches` batches of the real split's loader (`batches.real.loader`)."""
+    from percepiano_parity.batches.real.cache import CacheError
+    from percepiano_parity.batches.real.loader import RealData
+
+    try:
+        data = RealData.open(options.data or "")
+        batches = data.batches(options.batches, seed, options.data_split, num_label=config.num_label)
+    except CacheError as exc:
+        raise UsageError(f"--data: {exc}") from None
     return batches
 
 

@@ -9,7 +9,10 @@ The generator is calibrated on the real PercePiano data through `parity/data/sco
 * note locations follow the original's conventions: beat and measure numbers never decrease and rise by exactly
   1 (continuous indices), a measure always starts on a new beat, voices are 1..V, sections are all 1. Every
   normal segment has at least 2 beats and 2 measures, so no beat or measure row is all zero (the original
-  crashes on those), and there are no -1s and no gaps;
+  crashes on those), and there are no -1s;
+* then the real hazards (`synthetic_hazards`): voice-0 notes (the original's unaligned notes), a lone first
+  note in the longest item, and a beat-number jump of 2 in every other batch, at least as often as the real
+  segments carry them;
 * beat and measure numbers start where the real excerpts start (always 0 in the shipped stats);
 * features are float32 standard normals with a one-hot group and a few binary columns; labels are drawn per
   dimension from a Beta with the real mean and std, clipped to [0.143, 0.976].
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from percepiano_parity.batches.synthetic_hazards import apply_hazards
 from percepiano_parity.core.options import MIN_NOTES
 from percepiano_parity.replica.batch import CanonicalBatch, Segment
 from percepiano_parity.replica.config import ModelConfig
@@ -44,6 +48,7 @@ from percepiano_parity.replica.config import ModelConfig
 LABEL_RANGE = (0.143, 0.976)
 _NORMAL_STREAM = 0
 _EDGE_STREAM = 1
+_HAZARD_STREAM = 2
 _NEAREST_TEMPLATES = 8
 _DEFAULT_EDGE_LENGTH = 120  # length of the "longer" items in edge cases when max_notes is None
 
@@ -270,8 +275,10 @@ def generate_batches(
     config: ModelConfig | None = None,
     max_notes: int | None = None,
     include_edge_cases: bool = True,
+    hazards: bool = True,
 ) -> list[CanonicalBatch]:
-    """`n_batches` realistic batches of `batch_size` segments (tagged "normal"), then the edge cases."""
+    """`n_batches` realistic batches of `batch_size` segments (tagged "normal", plus the `hazard:` tags of what
+    `synthetic_hazards.apply_hazards` put in; `hazards=False` leaves them out), then the edge cases."""
     if n_batches < 0 or batch_size < 1:
         raise ValueError(f"need n_batches >= 0 and batch_size >= 1, got {n_batches} and {batch_size}")
     _check_max_notes(max_notes)
@@ -282,7 +289,10 @@ def generate_batches(
         segments = tuple(
             _realistic(rng, config, f"s{seed}b{k}i{i}", max_notes=max_notes) for i in range(batch_size)
         )
-        batches.append(CanonicalBatch(segments=segments, tags=("normal",)))
+        tags: tuple[str, ...] = ()
+        if hazards:
+            segments, tags = apply_hazards(segments, k, np.random.Generator(np.random.PCG64([seed, _HAZARD_STREAM, k])))
+        batches.append(CanonicalBatch(segments=segments, tags=("normal", *tags)))
     if include_edge_cases:
         batches += edge_cases(seed, config, max_notes)
     return batches
@@ -373,10 +383,11 @@ def edge_cases(seed: int, config: ModelConfig | None = None, max_notes: int | No
     return out
 
 
-def structure_problems(segment: Segment, *, normal: bool = True) -> list[str]:
+def structure_problems(segment: Segment, *, normal: bool = True, hazards: bool = True) -> list[str]:
     """Violations of the original's note-location conventions (empty when the segment is well formed).
 
-    With `normal`, also require what normal batches guarantee: at least 2 beats and 2 measures.
+    With `normal`, also require what normal batches guarantee: at least 2 beats and 2 measures. With `hazards`,
+    accept what `synthetic_hazards` puts in: voice 0 on some notes and one beat-number rise of 2.
     """
     problems: list[str] = []
     beat, measure = segment.beat.tolist(), segment.measure.tolist()
@@ -384,17 +395,18 @@ def structure_problems(segment: Segment, *, normal: bool = True) -> list[str]:
     for key, seq in (("beat", beat), ("measure", measure)):
         if min(seq) < 0:
             problems.append(f"{key} has negative numbers")
-        rises = {b - a for a, b in zip(seq, seq[1:], strict=False)}
-        if not rises <= {0, 1}:
-            problems.append(f"{key} changes by {sorted(rises - {0, 1})} (only 0 or 1 allowed)")
+        steps = [b - a for a, b in zip(seq, seq[1:], strict=False)]
+        allowed = {0, 1, 2} if hazards and key == "beat" and steps.count(2) <= 1 else {0, 1}
+        if not set(steps) <= allowed:
+            problems.append(f"{key} changes by {sorted(set(steps) - {0, 1})} (only 0 or 1 allowed)")
         if not any(seq):
             problems.append(f"{key} numbers are all zero")
     for i in range(1, len(beat)):
-        if measure[i] != measure[i - 1] and beat[i] != beat[i - 1] + 1:
+        if measure[i] != measure[i - 1] and beat[i] == beat[i - 1]:
             problems.append(f"measure starting at note {i} does not start a new beat")
             break
-    if min(voice) < 1:
-        problems.append("voice numbers below 1")
+    if min(voice) < (0 if hazards else 1) or max(voice) < 1:
+        problems.append("voice numbers below 1" if not hazards else "negative voice numbers or no voice above 0")
     if set(section) != {1}:
         problems.append("section numbers are not all 1")
     if normal and (len(set(beat)) < 2 or len(set(measure)) < 2):

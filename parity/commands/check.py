@@ -165,6 +165,7 @@ def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify 
     verify_fixes(report, comparison, reference, candidate, batches, log)
     skip_unsupported(report, reference)
     describe_run(report, options, reference, batches, comparison, log, given)
+    add_real_label_evidence(report, options, batches)
     add_drift(report, inputs, log)
     return report
 
@@ -260,6 +261,33 @@ def describe_run(report: Report, options: CheckOptions, reference: Reference, ba
         "mapping_overrides": sorted(overrides.items()) if overrides else [],
         "notes": list(log.notes),
     })
+    if options.data:
+        report.settings["data"] = {
+            "cache": options.data, "split": options.data_split, "input_width": reference.config.input_size,
+            "segments": [[s.name for s in b.segments] for b in batches if "normal" in b.tags],
+        }
+
+
+def add_real_label_evidence(report: Report, options: CheckOptions, batches: Sequence[CanonicalBatch]) -> None:
+    """With --data: what a label-file finding means on the real split (segments with other or missing labels)."""
+    if not options.data:
+        return
+    from percepiano_parity.batches.real.labels import label_differences, label_set_for
+
+    fed = [s.name for b in batches if "normal" in b.tags for s in b.segments]
+    for finding in report.findings:
+        if finding.kind != "data.label_file":
+            continue
+        used = label_set_for(str(finding.evidence.get("replica_file") or finding.evidence.get("replica") or ""))
+        intended = label_set_for(str(finding.evidence.get("original_file") or finding.evidence.get("original") or ""))
+        if used and intended and used != intended:
+            finding.evidence["real_data"] = label_differences(options.data or "", options.data_split, intended, used,
+                                                              fed, report_num_label(report))
+
+
+def report_num_label(report: Report) -> int:
+    config = report.settings.get("config") or {}
+    return int(config.get("num_label", 19)) if isinstance(config, dict) else 19
 
 
 def add_drift(report: Report, inputs: Inputs, log: _Log) -> None:

@@ -112,7 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
     deviations = sub.add_parser("deviations", help="the deviation library: name<TAB>title, one per line")
     deviations.set_defaults(handler=cmd_deviations)
 
-    for p in (parser, check, variants, explain, selftest, record, doctor, deviations):
+    data = sub.add_parser("data", help="real PercePiano data: prepare a cache for `parity check --data`")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    data_sub.required = True
+    prepare = data_sub.add_parser("prepare", help="align every performance, run the original's feature pipeline "
+                                  "and write a cache (see docs/cli.md)")
+    prepare.add_argument("--original", metavar="PATH", default=None, help="a checkout of the original (also "
+                         f"[tool.parity] original or ${ORIGINAL_ENV})")
+    prepare.add_argument("--data", metavar="DIR", required=True, help="laid out like ../shared/percepiano-data")
+    prepare.add_argument("--out", metavar="CACHE", required=True, help="the cache folder to write (or complete)")
+    prepare.add_argument("--corresp", metavar="DIR", default=None, help="your <performance>_infer_corresp.txt "
+                         "files, used instead of aligning where present")
+    prepare.add_argument("--score-midi", choices=("render", "published"), default="render",
+                         help="score MIDI the performances are aligned to: rendered by the original from the "
+                              "MusicXML (default) or the published files")
+    prepare.add_argument("--only", metavar="KEY", action="append", default=[],
+                         help="prepare only this performance (label key or file name); repeatable")
+    prepare.add_argument("--force", action="store_true", help="redo performances that are already done")
+    prepare.set_defaults(handler=cmd_data_prepare)
+
+    for p in (parser, check, variants, explain, selftest, record, doctor, deviations, data, prepare):
         if p is not check:
             p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
     return parser
@@ -408,6 +427,30 @@ def cmd_deviations(args: argparse.Namespace) -> int:
     for deviation in DEVIATIONS.values():
         print(f"{deviation.name}\t{deviation.title}")
     return 0
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from percepiano_parity.commands.data_prepare import PrepareOptions, prepare, summary_line
+    from percepiano_parity.reports.console import progress
+
+    path, _ = _configured_original(args.original)
+    options = PrepareOptions(original=path, data=args.data, out=args.out, corresp=args.corresp,
+                             score_midi=args.score_midi, only=tuple(args.only), force=args.force)
+    _, err = _consoles()
+    with progress(err) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        manifest = prepare(options, progress=on_progress)
+    print(summary_line(manifest, args.out))
+    return ExitCode.OK
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -117,6 +117,14 @@ def _deviation(value: Any) -> str:
     return text
 
 
+def _data_split(value: Any) -> str:
+    from percepiano_parity.batches.real.folds import parse_split
+
+    text = _text(value).strip()
+    parse_split(text)
+    return text
+
+
 def _model_config(value: Any) -> str:
     text = _text(value).strip()
     if text in MODEL_CONFIGS or text.endswith((".yml", ".yaml")):
@@ -185,6 +193,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("thorough", "--thorough", _bool, False, "also measure what only serves to explain a mismatch where "
            "nothing differs (gradient noise floors, teacher-forced local error of every level); same verdict, "
            "slower", is_flag=True, const=True),
+    Option("data", "--data", _text, None, "a cache made by `parity data prepare`: feed batches of real segments "
+           "(real features, lengths, note locations, labels) instead of synthetic ones; needs a live original",
+           "CACHE", is_path=True),
+    Option("data_split", "--data-split", _data_split, "performer4fold:0:train", "with --data: which split of which "
+           "fold the loader batches (SCHEME:FOLD:SPLIT; train is shuffled as the original's loader does)",
+           "SPLIT"),
     Option("debug", "--debug", _bool, False, "show tracebacks", is_flag=True),
 )
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -339,6 +353,26 @@ def validate(options: CheckOptions) -> None:
         from percepiano_parity.core.model_yaml import read_model_yaml
 
         read_model_yaml(options.model_config)
+    if options.data:
+        _validate_data(options)
+
+
+def _validate_data(options: CheckOptions) -> None:
+    """--data: a readable cache, and a reference that can run on it (a bundle fixes its own batches)."""
+    from percepiano_parity.batches.real.cache import CacheError, read_manifest
+    from percepiano_parity.subjects.reference import REPLICA_REFERENCE_HOOK
+
+    try:
+        read_manifest(options.data)
+    except CacheError as exc:
+        raise UsageError(f"--data: {exc}") from None
+    if options.max_notes is not None:
+        raise UsageError("--max-notes cannot be combined with --data: the original's loader feeds real segments whole")
+    if options.reference:
+        raise UsageError("--data cannot be combined with --reference: a bundle fixes its own (synthetic) batches")
+    if not options.original and os.environ.get(REPLICA_REFERENCE_HOOK) != "replica":
+        raise UsageError("--data needs a live original: give --original PATH (or set PERCEPIANO_ORIGINAL); the "
+                         "shipped bundles were recorded on synthetic batches")
 
 
 __all__ = ["OPTIONS", "OPTION_BY_KEY", "OPTION_BY_NAME", "CheckOptions", "Option", "UsageError", "find_config",

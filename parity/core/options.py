@@ -39,6 +39,8 @@ class CheckOptions:
     training_checks: bool = True
     threads: int | None = None
     thorough: bool = False
+    data: str | None = None  # a prepared real-data cache (`parity data prepare`); None: synthetic batches
+    data_split: str = "performer4fold:0:train"
     debug: bool = False
     explicit: dict[str, str] = field(default_factory=dict)  # option name -> where it was set
     config_file: str | None = None

@@ -144,9 +144,9 @@ def _semantics(**changes: object) -> Callable[[PercePianoModel], None]:
 
 def _drop_feature(name: str) -> Callable[[PercePianoModel], None]:
     def change(model: PercePianoModel) -> None:
-        from percepiano_parity.replica.features import feature_columns
+        from percepiano_parity.replica.features import feature_columns, layout_for_width
 
-        drop = set(feature_columns(name))
+        drop = set(feature_columns(name, layout_for_width(model.config.input_size)))  # 79 synthetic, 101 real
         keep = [i for i in range(model.config.input_size) if i not in drop]
         embedder = model.note_embedder
         embedder.fc = nn.Linear(len(keep), embedder.fc.out_features)

@@ -42,7 +42,21 @@ class Reference:
 
 
 def model_config_for(options: CheckOptions) -> ModelConfig:
-    choice = options.model_config
+    """The model configuration of the options; with --data its input width is the cache's (the original takes
+    input_size from its training data, utils.py handle_args)."""
+    config = _sized_config(options.model_config)
+    if options.data:
+        from percepiano_parity.batches.real.cache import CacheError
+        from percepiano_parity.batches.real.loader import RealData
+
+        try:
+            config = config.with_(input_size=RealData.open(options.data).input_width())
+        except CacheError as exc:
+            raise UsageError(f"--data: {exc}") from None
+    return config
+
+
+def _sized_config(choice: str) -> ModelConfig:
     if choice == "default":
         return DEFAULT_CONFIG
     if choice == "small":
@@ -107,7 +121,7 @@ def _from_original(options: CheckOptions, variant: str, notify: Notify) -> Refer
 def _replica_reference(options: CheckOptions, notify: Notify) -> Reference:
     from percepiano_parity.replica.variants import build
 
-    config = model_config_for(options) if options.given("model_config") else SMALL_CONFIG
+    config = model_config_for(options) if options.given("model_config") or options.data else SMALL_CONFIG
     notify(f"{REPLICA_REFERENCE_HOOK}=replica: the faithful bundled replica is the reference (a test hook)")
     model = build(options.variant, config, seed=options.seed)
     info = SubjectInfo(name="original", kind="bundled-replica", variant=options.variant,

@@ -1,4 +1,4 @@
-"""Behaviour is pinned by golden reports: `parity check` on the shipped bundle for the faithful replica and three
+"""Behaviour is pinned by golden reports: `parity check` on the shipped bundle for the faithful replica and four
 library deviations must give report.json byte for byte as recorded (its volatile `run` section aside).
 
 An intended change of a report regenerates them: `python tools/golden_reports.py --update` (and the diff of

@@ -56,6 +56,17 @@ def test_segment_softmax_is_per_segment_and_head() -> None:
     assert torch.allclose(w[0, :, 1], torch.tensor([0.5, 0.5, 1.0]))
 
 
+def test_one_covered_position_broadcasts_like_the_original() -> None:
+    # beats [-1, 0]: boundaries [0, 1, 1], so only position 0 gets a softmax weight; the original multiplies that
+    # (N, 1, H) row with the (N, 2, H, C) input, which broadcasts it over both positions (found by fuzzing)
+    s = note_segments(torch.tensor([[-1, 0]]))
+    w = segment_softmax(torch.tensor([[[0.3, -2.0], [4.0, 1.0]]]), s)
+    assert w.shape == (1, 2, 2) and torch.equal(w, torch.ones(1, 2, 2))
+    with pytest.raises(HierarchyError, match="cover 2 positions but the sequence has 3") as caught:
+        segment_softmax(torch.zeros(1, 3, 2), note_segments(torch.tensor([[0, 1, 0]])))
+    assert caught.value.original_error == "RuntimeError"
+
+
 def test_higher_node_weights_channels_head_wise() -> None:
     lower = torch.tensor([[[1.0, 10.0], [3.0, 30.0], [5.0, 50.0]]])  # 2 heads of width 1
     weights = torch.tensor([[[0.25, 1.0], [0.75, 0.0], [1.0, 1.0]]])
