@@ -23,8 +23,12 @@ def location_rows(state: ComparisonState) -> list[dict[str, Any]]:
     for name in sorted([*state.located, *state.not_located], key=level_order):
         site = state.located.get(name)
         if site is None:
-            rows.append({"level": name, "found": "no", "op": "—", "module": "—", "source": "—", "called_from": "—",
-                         "layout": "no tensor of a fitting shape", "recorded_at": "—", "max_rel": None})
+            derived = name in state.derived
+            rows.append({"level": name, "found": "no", "op": "adapter.run_level" if derived else "—",
+                         "module": "—", "source": "—", "called_from": "—",
+                         "layout": "no tensor of a fitting shape" + (
+                             "; computed by the adapter's run_level from the replica's own inputs" if derived else ""),
+                         "recorded_at": "—", "max_rel": None})
             continue
         rows.append({k: site.get(k) or "—" if k != "max_rel" else site.get(k)
                      for k in ("level", "found", "op", "module", "source", "called_from", "layout", "recorded_at",

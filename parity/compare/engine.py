@@ -229,6 +229,10 @@ class Engine:
         st.located = {name: site.describe() for name, site in sites.items()}
         wanted = [n for n in (*ref_taps.levels, *ref_taps.attention) if n != "logits" and n not in explicit]
         st.not_located = [n for n in wanted if n not in sites]
+        derive = getattr(cand, "derive_missing", None)
+        if callable(derive):
+            derive(st.not_located)  # computed by the adapter's run_level from the replica's own inputs
+            st.derived = [n for n in st.not_located if n in getattr(cand, "derived", ())]
         st.conventions = list(cand.info.extra.get("conventions", []))
 
     # -- per batch ----------------------------------------------------------------------------------------

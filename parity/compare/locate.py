@@ -275,6 +275,27 @@ def _holds(outer: str, inner: str) -> bool:
     return outer == "" or inner == outer or inner.startswith(outer + ".")
 
 
+def _weights_like(t: Tensor) -> bool:
+    """Whether a tensor could hold attention weights: every value in [0, 1] (a softmax over any axis)."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return False
+    return bool(float(t.min()) >= 0.0 and float(t.max()) <= 1.0 + 1e-6)
+
+
+def _handed_on(best: Trial, origin: Trial, pool: Sequence[Candidate], before: int, ref: Tensor, space: str,
+               counts: Counts, attention: bool, cache: LayoutCache) -> Trial:
+    """A level found only as packed rows is handed on padded: the last padded tensor the module computing it (or
+    one holding it, not the model itself) produces afterwards is its final form, equal or not (packed rows keep
+    their own order, so a padded result in another item order equals the level only as packed rows)."""
+    module = origin.candidate.record.site.module
+    after = best.candidate.record.index
+    later = [c for c in pool if after < c.record.index < before and c.record.site.module
+             and _holds(c.record.site.module, module)]
+    padded = [t for t in trials(ref, space, counts, later, attention=attention, exact=False, cache=cache)
+              if t.layout.kind in ("batch_first", "time_first")]
+    return max(padded, key=lambda t: t.candidate.record.index) if padded else best
+
+
 def _graph_inputs(name: str, graph: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     if name == "attn.final":  # the head's attention weights are computed from the pooling's input
         return tuple(graph.get("pooled", ()))
@@ -330,6 +351,10 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
         handed = [t for t in usable if _holds(t.candidate.record.site.module, origin.candidate.record.site.module)]
         best = max(handed or usable, key=lambda t: (t.layout.width is None, -KINDS.index(t.layout.kind),
                                                     t.candidate.record.index))
+        if best.layout.kind in ("packed", "rows"):
+            best = _handed_on(best, origin, pool, before, reference_levels.get(name, reference_attention.get(name)),
+                              space_of(name, pool_input), counts,
+                              name in ATTENTIONS, cache)
         found[name] = _site(name, best, origin)
         position[name] = best.candidate.record.index
     exact = dict(position)
@@ -346,7 +371,10 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
         near = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS, exact=False,
                       cache=cache)
         if near:
-            best = max(near, key=lambda t: t.nearness(paired))
+            if name in ATTENTIONS:  # an attention map stands for one where the weights are (values in [0, 1])
+                best = max(near, key=lambda t: (_weights_like(t.candidate.tensor), *t.nearness(paired)))
+            else:
+                best = max(near, key=lambda t: t.nearness(paired))
             found[name] = _site(name, best)
             position[name] = best.candidate.record.index
     return found

@@ -210,6 +210,8 @@ def install_level_patch(model: nn.Module, spec: dict[str, Any]) -> bool:
         patches[level] = LevelPatch(spec) if level not in patches else _Chain(patches[level], LevelPatch(spec))
         return True
     where = spec.get("level_module")
+    if not where and spec.get("level_site"):
+        return _install_site_patch(model, dict(spec["level_site"]), transform)
     if not where:
         return False
     path, _, side = str(where).partition(":")
@@ -272,3 +274,46 @@ def install_gate_patch(model: nn.Module, module_path: str, blocks: list[int]) ->
     module.register_forward_pre_hook(enter)
     module.register_forward_hook(leave, always_call=True)
     return True
+
+
+def _model_lengths(args: tuple, kwargs: dict) -> Tensor | None:
+    """The batch's item lengths from a model's forward arguments: a PackedSequence, a 1-D integer tensor, a
+    boolean (N, T) mask, or the non-zero rows of a padded (N, T, F) input."""
+    values = [*args, *kwargs.values()]
+    for a in values:
+        if isinstance(a, nn.utils.rnn.PackedSequence):
+            sizes = a.batch_sizes
+            lengths = (sizes.unsqueeze(0) > torch.arange(int(sizes[0])).unsqueeze(1)).sum(1)
+            return lengths[a.unsorted_indices.cpu()] if a.unsorted_indices is not None else lengths
+    for a in values:
+        if isinstance(a, Tensor) and a.dim() == 2 and a.dtype == torch.bool:
+            return a.sum(1).cpu()
+    first = next((a for a in values if isinstance(a, Tensor) and a.dim() == 3 and a.is_floating_point()), None)
+    return _real_lengths(first).cpu() if first is not None else None
+
+
+def _install_site_patch(model: nn.Module, site: dict[str, Any], transform: LevelTransform) -> bool:
+    """Undo a layout change at the operation where a level was found by value (compare.locate): its result goes
+    through the transform, with the batch's lengths read from the model's forward arguments. Only whole,
+    padded (batch- or time-first) forms: a slice or a packed form cannot be undone in place."""
+    if site.get("layout") not in ("batch_first", "time_first") or not site.get("whole") or \
+            str(site.get("op", "")).startswith("module "):
+        return False
+    time_first = site["layout"] == "time_first"
+    lengths: list[Tensor | None] = [None]
+
+    def remember(_m: nn.Module, args: tuple, kwargs: dict) -> None:
+        lengths[0] = _model_lengths(args, kwargs)
+
+    def undo(func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        out = func(*args, **kwargs)
+        value = out[0] if isinstance(out, tuple) else out
+        if not isinstance(value, Tensor) or value.dim() != 3:
+            return out
+        v = value.transpose(0, 1) if time_first else value
+        fixed = transform(v, lengths[0])
+        fixed = fixed.transpose(0, 1) if time_first else fixed
+        return (fixed, *out[1:]) if isinstance(out, tuple) else fixed
+
+    model.register_forward_pre_hook(remember, with_kwargs=True)
+    return install_op_patch(model, "", frozenset({str(site["op"])}), str(site["where"]), undo)

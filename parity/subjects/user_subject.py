@@ -33,7 +33,7 @@ needs no hooks; optional adapter members override or add:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -214,7 +214,28 @@ class UserSubject:
 
 
 class TeacherForcedUserSubject(UserSubject):
-    """A user subject whose adapter can compute one level from given inputs (local error available)."""
+    """A user subject whose adapter can compute one level from given inputs (local error available).
+
+    A level found nowhere by value (kept in a layout no known one fits, e.g. node tensors built inside a
+    loop) is computed by the adapter's `run_level` from the replica's own recorded inputs, so it is still
+    compared, and a difference there is located at that level rather than at the next one found."""
+
+    derived: frozenset[str] = frozenset()
+
+    def derive_missing(self, names: Sequence[str]) -> None:
+        """Compute these levels through run_level on every later batch (called after locating)."""
+        self.derived = frozenset(n for n in names if n in LEVELS and n != "logits")
+
+    def run(self, batch: CanonicalBatch, *, grads: bool = True, train: bool = False) -> Taps:
+        taps = super().run(batch, grads=grads, train=train)
+        for level in LEVELS:
+            if level not in self.derived or level in taps.levels:
+                continue
+            deps = self.level_inputs(level)
+            if deps and all(d in taps.levels for d in deps):
+                taps.record_level(level, self.run_level(level, {d: taps.levels[d] for d in deps}, batch))
+                taps.located.add(level)
+        return taps
 
     def level_inputs(self, level: str) -> tuple[str, ...]:
         return self.level_graph().get(level, ())

@@ -125,7 +125,7 @@ class FunctionalDropoutHead(nn.Module):
 
 
 class DropoutAdapter(ex.LitAdapter):
-    mapping = {**ex.LitAdapter.mapping, "out_fc": "head.layers"}
+    """The example's adapter: the head's Linears are paired with the original's by what they compute."""
 
 
 def build_dropout_in_eval(variant: str = "han-total", config: ModelConfig | None = None):
@@ -299,8 +299,7 @@ class ReluHead(nn.Module):
 
 
 class ReluAdapter(ex.LitAdapter):
-    mapping = {**ex.LitAdapter.mapping, "out_fc.1": "head.fc1", "out_fc.4": "head.fc2"}
-    mapping.pop("out_fc")
+    """The example's adapter: the head's Linears are paired with the original's by what they compute."""
 
 
 def build_relu_head(variant: str = "han-total", config: ModelConfig | None = None):

@@ -118,9 +118,12 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
         if names:
             relations += _gate_relations(level, reference, candidate, batch, names, tol)
     where = _level_module(candidate, level)
+    site = None if where else _level_site(candidate, level)
     for r in relations:
         if r.fix is not None and r.fix.get("action") in LEVEL_FIXES and where:
             r.fix["level_module"] = where
+        elif r.fix is not None and r.fix.get("action") in LEVEL_FIXES and site:
+            r.fix["level_site"] = site
     relations.sort(key=_rank)
     out["tested"] = [_row(r) for r in relations]
     out["holds"] = [r.to_dict() for r in relations if r.holds]
@@ -150,6 +153,17 @@ def _level_module(candidate: Any, level: str) -> str | None:
     levels = getattr(getattr(candidate, "adapter", None), "levels", None) or {}
     where = levels.get(level) if hasattr(levels, "get") else None
     return str(where) if where else None
+
+
+def _level_site(candidate: Any, level: str) -> dict[str, Any] | None:
+    """Where the level was found by value in a user's forward (compare.locate): the operation and its call site,
+    for a fix that undoes a layout change right there."""
+    found = (getattr(candidate, "sites", None) or {}).get(level)
+    if found is None or found.role != "output" or found.concat:
+        return None
+    layout = found.layout
+    return {"op": found.site.op, "where": found.site.where, "layout": layout.kind,
+            "whole": layout.width is None and not layout.offset and not layout.squeeze and not layout.transpose}
 
 
 def _gate_relations(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, names: list[str],
