@@ -53,17 +53,26 @@ def _segment(level: str, roots: Sequence[str]) -> int:
     return seg
 
 
-def _whole_model_cause(findings: Sequence[Finding]) -> bool:
-    """Whether a rule whose cause acts on every level (reduced precision) explains these findings."""
-    return any(rule.whole_model and rule.match(list(findings)) for rule in RULES)
+def _covered_levels(findings: Sequence[Finding]) -> set[str] | None:
+    """Levels whose own error a matching cause of several levels explains (None: every level)."""
+    covered: set[str] = set()
+    for rule in RULES:
+        if rule.whole_model and rule.match(list(findings)):
+            if rule.whole_model is True:
+                return None
+            covered |= set(rule.whole_model)
+    return covered
 
 
 def views(findings: Sequence[Finding]) -> list[tuple[str | None, list[Finding]]]:
     """(root, findings) per independent root; the first view also holds every finding about the whole model.
-    One view when a whole-model cause (reduced precision) explains the findings: every level's own error then
-    follows from it."""
+    A later root at a level that a matching cause of several levels covers (reduced precision, padding instead
+    of packing, the boundary rule) is not independent: its findings stay with the root before it."""
     roots = _roots(findings)
-    if len(roots) < 2 or _whole_model_cause(findings):
+    if len(roots) >= 2:
+        covered = _covered_levels(findings)
+        roots = roots[:1] if covered is None else roots[:1] + [r for r in roots[1:] if r not in covered]
+    if len(roots) < 2:
         return [(roots[0] if roots else None, list(findings))]
     out: list[tuple[str | None, list[Finding]]] = [(r, []) for r in roots]
     for f in findings:

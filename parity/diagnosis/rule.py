@@ -192,9 +192,10 @@ class Rule:
     fix_action: str | None = None  # name of a mechanical fix (see parity.fixes), None when there is none
     priority: int = 50  # lower runs first; specific rules before generic ones
     tags: tuple[str, ...] = field(default=())
-    # the cause acts on every level at once (e.g. reduced precision): each level's own error follows from it,
-    # so levels beyond tolerance after the first are not independent roots while this rule matches
-    whole_model: bool = False
+    # the cause acts on several levels at once (reduced precision: every level; padding instead of packing:
+    # every LSTM level): while this rule matches, a later level of these whose own error is beyond tolerance
+    # follows from it and is not an independent root. True: every level.
+    whole_model: bool | tuple[str, ...] = False
     # figures read from the claimed findings (e.g. {"logits_max_abs": 0.012}); the title, replica_does and
     # effect texts may use them as "{name:.2g}" placeholders, filled at diagnosis time
     measure: Callable[[Sequence[Finding]], dict[str, Any]] | None = None

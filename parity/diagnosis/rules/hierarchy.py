@@ -46,6 +46,7 @@ RULES: list[Rule] = [
     # ---- forward semantics (no structure change) ---------------------------------------------------------------
     Rule(
         id="PP-PADDED-LSTM", title="Padded instead of packed sequences into the LSTMs",
+        whole_model=("note", "voice", "beat", "measure"),
         severity=Severity.ERROR,
         original_does="Feeds the note LSTM a PackedSequence (pack_sequence in the collate; pack_padded_sequence "
                       "otherwise), the voice LSTM packed per-voice sequences, and the beat/measure LSTMs packed "
@@ -65,6 +66,7 @@ RULES: list[Rule] = [
         fix_action="restore_semantics", priority=30),
     Rule(
         id="PP-BOUNDARY-RULE", title="Beat/measure boundaries placed at every change of number",
+        whole_model=("beat_nodes", "measure_nodes", "beat_spanned", "measure_spanned"),
         severity=Severity.ERROR,
         original_does="Starts a new beat (measure) only where the number rises by exactly 1 (find_boundaries_batch: "
                       "diff == 1); a jump of 2 is not a boundary, so the two beats merge into one node.",
