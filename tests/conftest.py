@@ -35,7 +35,9 @@ def _reports_in_tmp_path_validate(request):
 
     folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
     yield
-    if folder is not None:
+    if folder is not None and request.node.get_closest_marker("handwritten_reports"):
+        _VALIDATED.update(Path(folder).rglob("report.json"))  # broken on purpose: the input under test
+    elif folder is not None:
         bad = invalid_reports(folder, _VALIDATED)
         if bad:
             pytest.fail(describe(bad), pytrace=False)

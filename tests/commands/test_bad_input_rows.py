@@ -53,7 +53,7 @@ def run(args: list[str], folder: Path, monkeypatch, capsys) -> tuple[int, str]:
     monkeypatch.delenv("PERCEPIANO_ORIGINAL", raising=False)
     code = main(["check", *args, "--report-dir", str(folder / "out")])
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("parity: note:")]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("parity: note:", "parity: ["))]
     return code, "\n".join(lines)
 
 

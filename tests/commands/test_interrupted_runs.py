@@ -118,6 +118,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith(("MARK", "parity: note:"))]
 
 
+@pytest.mark.handwritten_reports  # the previous reports are placeholders
 @pytest.mark.parametrize("mode, mark, signum", [
     ("torch-import", "importing torch", signal.SIGINT),
     ("audit", "auditing", signal.SIGTERM),

@@ -212,6 +212,7 @@ def test_adapter_declaration_that_raises_is_the_adapters_failure(model):
                                "your adapter.levels of user.py:build failed: ValueError: levels are computed")
 
 
+@pytest.mark.handwritten_reports
 @pytest.mark.parametrize("key", ["variant", "explanations", "unexplained"])
 def test_previous_report_every_key_every_type(key, tmp_path):
     from percepiano_parity.commands.drift import load_previous

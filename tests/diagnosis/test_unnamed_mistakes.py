@@ -38,6 +38,10 @@ CASES = [
     ("dropout_in_eval", "PP-REL-RANDOM-IN-EVAL", "logits", ("F.dropout", "training=True"), "dropout"),
     ("gate_order", "PP-REL-LSTM-GATE-ORDER", "note", ("i, g, f, o",), "notes.lstm"),
     ("sorted_packing", "PP-REL-BATCH-ORDER", "note", ("sorted by length, longest first",), None),
+    # mistakes none of the above names, explained by the same mechanism
+    ("relu_head", "PP-REL-DIFFERENT-OP", "logits", ("F.relu", "F.gelu"), "relu"),
+    ("scaled_beat_scores", "PP-REL-EXTRA-OP", "beat_nodes", ("Tensor.div",), "div"),
+    ("voice_first", "PP-REL-FEATURE-ORDER", "total_note_cat", ("feature blocks [0:32] and [32:64] swapped",), None),
 ]
 
 
@@ -86,3 +90,15 @@ def test_no_second_explanation_for_the_trajectory_a_forward_mistake_moves(origin
     assert "PP-TRAJECTORY" not in ids
     trajectory = [f.key for f in report.findings if f.check == "trajectory" and f.severity >= Severity.WARNING]
     assert trajectory and set(trajectory) <= set(report.explanations[0].evidence)
+
+
+@pytest.mark.original
+def test_one_module_used_twice_is_explained_and_the_audit_goes_on(original):
+    """`self.voices.lstm = self.notes.lstm`: a structure finding, never an aborted mapping; untying it is the
+    verified fix."""
+    report = audit(original, "shared_lstm")
+    exp = first(report)
+    assert exp.id == "PP-TIED-PARAMETERS", [e.id for e in report.explanations]
+    assert "notes.lstm and voices.lstm" in exp.title
+    assert exp.fix_verified is True
+    assert {c.id for c in report.checks} >= {"structure", "forward", "backward"}

@@ -36,8 +36,20 @@ def relation_matcher(kind: str) -> Matcher:
             return None  # another relation measured better at this root: its rule explains it
         others = [f for f in findings if f.kind == "forward.relation" and f is not best
                   and f.evidence.get("root_level") == level]
-        return [best, *others, *downstream(findings, level)]
+        return [best, *others, *_same_call_seen_by_structure(findings, best), *downstream(findings, level)]
     return match
+
+
+_ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "elu", "sigmoid", "softplus", "leaky_relu")
+
+
+def _same_call_seen_by_structure(findings: Sequence[Finding], relation: Finding) -> list[Finding]:
+    """The structure check's dropout / activation sequence finding, when the relation's operation is one of
+    those: the same call, seen by the order of calls rather than measured (one mistake, one explanation)."""
+    ops = " ".join(str(relation.evidence.get(k) or "") for k in ("op", "original_op")).lower()
+    kinds = (["structure.dropout"] if "dropout" in ops else []) + \
+        (["structure.activation"] if any(a in ops for a in _ACTIVATIONS) else [])
+    return [f for f in findings if f.kind in kinds]
 
 
 def relation_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
