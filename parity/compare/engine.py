@@ -89,6 +89,25 @@ def _scale(ref: Tensor, mask: Tensor | None) -> float:
     return float(a.max()) if a.numel() else 0.0
 
 
+# the level an attention map weights (its rows are the map's positions)
+ATTENTION_WEIGHS = {"attn.beat": "note", "attn.measure": "beat", "attn.final": "contracted"}
+
+
+def _observable(name: str, ref_taps: Taps, ref: Tensor | None, cand: Tensor | None
+                ) -> tuple[Tensor | None, Tensor | None]:
+    """Both maps with the weights of all-zero rows of the weighted level set to 0 on both sides: a weight on a
+    row that holds nothing (an empty beat node where beat numbers jump, padding) changes no output, so how a
+    replica fills it is not a difference (a map over the same rows still has to agree everywhere else)."""
+    weighted = ref_taps.levels.get(ATTENTION_WEIGHS.get(name, ""))
+    if ref is None or cand is None or weighted is None or ref.shape != cand.shape or ref.dim() != 3 \
+            or tuple(weighted.shape[:2]) != tuple(ref.shape[:2]):
+        return ref, cand
+    empty = (weighted.detach().abs().amax(-1) == 0).unsqueeze(-1).to(ref.device)
+    if not bool(empty.any()):
+        return ref, cand
+    return ref.masked_fill(empty, 0.0), cand.masked_fill(empty.to(cand.device), 0.0)
+
+
 def telling_batch(batches: Sequence[CanonicalBatch]) -> CanonicalBatch:
     """The batch that pairing and locating look at: of the normal batches (not edge cases), the one with the most
     distinct lengths, so that padding and packing differences show (the first one on a tie)."""
@@ -372,8 +391,8 @@ class Engine:
         for name in set(ref_taps.attention) | set(cand_taps.attention):
             agg = st.attention.setdefault(name, AttentionAgg(name))
             floor = st.floors.attention.get(name, 0.0)
-            agg.fold(ref_taps.attention.get(name), cand_taps.attention.get(name),
-                     max(tol.floor_multiple * floor, tol.min_rel), index)
+            ref, cand = _observable(name, ref_taps, ref_taps.attention.get(name), cand_taps.attention.get(name))
+            agg.fold(ref, cand, max(tol.floor_multiple * floor, tol.min_rel), index)
 
     def _fold_final_padding(self, profile: BatchProfile, ref_taps: Taps, cand_taps: Taps) -> None:
         """Attention mass the head's pooling puts on padding: evidence for diagnosis."""

