@@ -63,7 +63,10 @@ def run(state: ComparisonState) -> CheckResult:
                       "module_settings_candidate": cand["modules"].get(_owner(c), {}), "level": level_of(r)}))
         table.append({"path": r, "original": str(tuple(rs)), "replica": str(tuple(cs))})
     # 2. settings of paired modules: what they compute, not what they are called (a class is not a deviation)
-    pairs = sorted({(_owner(r), _owner(c)) for r, c in wm.pairs.items()})
+    # modules paired by their parameters, including those whose parameters conflict in shape (a resized
+    # module's settings say how it was resized)
+    pairs = sorted({(_owner(r), _owner(c)) for r, c in wm.pairs.items()} |
+                   {(_owner(r), _owner(c)) for r, c, _, _ in wm.shape_conflicts})
     for mr, mc in pairs:
         sr, sc = ref["modules"].get(mr, {}), cand["modules"].get(mc, {})
         common = sorted((set(sr) & set(sc)) - {"type", "mode"})

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from percepiano_parity.compare.structure import level_of
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.levels import level_order
 from percepiano_parity.core.report import Explanation
@@ -54,13 +55,23 @@ def _segment(level: str, roots: Sequence[str]) -> int:
 
 
 def _covered_levels(findings: Sequence[Finding]) -> set[str] | None:
-    """Levels whose own error a matching cause of several levels explains (None: every level)."""
+    """Levels whose own error a matching specific cause explains (None: every level): a cause of several levels
+    (reduced precision, padding instead of packing, the boundary rule, another variant), and the levels of the
+    modules a structural cause names (a changed attention class used at the beat, measure and final pooling)."""
     covered: set[str] = set()
     for rule in RULES:
-        if rule.whole_model and rule.match(list(findings)):
-            if rule.whole_model is True:
-                return None
-            covered |= set(rule.whole_model)
+        if rule.priority >= GENERIC_PRIORITY:
+            continue
+        claimed = rule.match(list(findings))
+        if not claimed:
+            continue
+        if rule.whole_model is True:
+            return None
+        covered |= set(rule.whole_model or ())
+        for f in claimed:
+            if f.check == "structure" and f.kind not in ("structure.param_count", "structure.implementation"):
+                level = f.evidence.get("level") if isinstance(f.evidence.get("level"), str) else None
+                covered.add(level or level_of(f.location.split(" ")[0] + "."))
     return covered
 
 
@@ -137,6 +148,23 @@ def _attach_consequences(explanations: list[Explanation], remaining: list[Findin
     return [f for f in remaining if f.key not in keys]
 
 
+def _one_per_cause(explanations: list[Explanation]) -> list[Explanation]:
+    """One explanation per specific rule: the same mistake found at two roots (a span offset in both the beat
+    and the measure span) is one explanation whose evidence holds both (generic ones stay one per root)."""
+    out: list[Explanation] = []
+    by_id: dict[str, Explanation] = {}
+    for exp in explanations:
+        first = by_id.get(exp.id)
+        if first is None or exp.id.startswith("PP-FORWARD-UNEXPLAINED"):
+            by_id.setdefault(exp.id, exp)
+            out.append(exp)
+            continue
+        first.evidence = sorted(set(first.evidence) | set(exp.evidence))
+        also = [lvl for lvl in (first.effect_measured.get("also_at"), exp.root_level) if lvl]
+        first.effect_measured = {**first.effect_measured, "also_at": ", ".join(also)}
+    return out
+
+
 def diagnose(findings: Sequence[Finding], state: Any = None, *, context: dict[str, Any] | None = None
              ) -> tuple[list[Explanation], list[str]]:
     """Explanations (most consequential first) and the keys of significant findings no rule explains.
@@ -159,6 +187,7 @@ def diagnose(findings: Sequence[Finding], state: Any = None, *, context: dict[st
                                         (GENERIC_PRIORITY, 10**6))
         explanations += specific + generic
         leftover += remaining
+    explanations = _one_per_cause(explanations)
     for exp in explanations:
         exp.evidence = [k for k in exp.evidence if k in real_keys]
     unexplained = sorted({f.key for f in significant(leftover) if f.key in real_keys})

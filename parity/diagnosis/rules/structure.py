@@ -25,9 +25,24 @@ VARIANT_MODULES = {
 }
 
 
-def _wrong_variant(findings: Sequence[Finding]) -> list[Finding] | None:
+def _variant_modules(findings: Sequence[Finding]) -> tuple[set[str], set[str]]:
+    """Top-level modules only the original has, and only the replica has. A module of one variant paired by its
+    shapes with a module of another (the original's note_contractor with a replica's performance_contractor)
+    counts as one of each: the pairing is by computation, the variant is by which modules exist."""
     missing = {module_of(f).split(".")[0] for f in having(findings, "structure.missing_parameter")}
     extra = {module_of(f).split(".")[0] for f in having(findings, "structure.extra_module")}
+    for f in having(findings, "structure.shape") + having(findings, "structure.setting"):
+        other = str(f.evidence.get("candidate_name") or f.evidence.get("candidate_module") or "")
+        ref_top, cand_top = module_of(f).split(".")[0], other.split(".")[0]
+        if ref_top != cand_top and ref_top in VARIANT_MODULES and cand_top in VARIANT_MODULES and \
+                VARIANT_MODULES[ref_top] != VARIANT_MODULES[cand_top]:
+            missing.add(ref_top)
+            extra.add(cand_top)
+    return missing, extra
+
+
+def _wrong_variant(findings: Sequence[Finding]) -> list[Finding] | None:
+    missing, extra = _variant_modules(findings)
     only_reference = (missing - extra) & set(VARIANT_MODULES)
     only_candidate = (extra - missing) & set(VARIANT_MODULES)
     if not (only_reference and only_candidate):
@@ -37,8 +52,7 @@ def _wrong_variant(findings: Sequence[Finding]) -> list[Finding] | None:
 
 
 def _wrong_variant_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
-    missing = {module_of(f).split(".")[0] for f in having(claimed, "structure.missing_parameter")}
-    extra = {module_of(f).split(".")[0] for f in having(claimed, "structure.extra_module")}
+    missing, extra = _variant_modules(claimed)
     ref = sorted((missing - extra) & set(VARIANT_MODULES))
     cand = sorted((extra - missing) & set(VARIANT_MODULES))
     return {"reference_modules": ", ".join(ref), "candidate_modules": ", ".join(cand),
@@ -166,7 +180,7 @@ def _init_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
 RULES: list[Rule] = [
     # ---- the wrong model altogether --------------------------------------------------------------------
     Rule(
-        id="PP-WRONG-BASELINE", title="A different PercePiano variant than the one compared",
+        id="PP-WRONG-BASELINE", title="A different PercePiano variant than the one compared", whole_model=True,
         severity=Severity.ERROR,
         original_does="Builds the compared variant's own modules ({reference_modules}); __main__ picks the class "
                       "from --multi_level / --ablation, and the published baseline is `--multi_level note` (the "
