@@ -29,11 +29,19 @@ How look-alike deviations are told apart (all from findings):
 from __future__ import annotations
 
 from percepiano_parity.diagnosis.rule import Rule
-from percepiano_parity.diagnosis.rules import attention, generic, hierarchy, precision_data, recipe, structure
+from percepiano_parity.diagnosis.rules import (
+    attention,
+    features,
+    generic,
+    hierarchy,
+    precision_data,
+    recipe,
+    structure,
+)
 
 # Specific families first; every rule's priority fixes the order in which diagnosis tries it.
 RULES: list[Rule] = [*structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES, *recipe.RULES,
-                     *generic.RULES]
+                     *features.RULES, *generic.RULES]
 
 
 def rule_by_id(rule_id: str) -> Rule | None:
