@@ -38,7 +38,7 @@ from percepiano_parity.compare.state import ComparisonState
 from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.core.errors import UsageError
 from percepiano_parity.core.options import CheckOptions
-from percepiano_parity.core.report import Report
+from percepiano_parity.core.report import CheckResult, Report
 from percepiano_parity.replica.batch import BatchError, CanonicalBatch
 from percepiano_parity.subjects.candidate import Candidate, mapping_overrides, resolve_candidate
 from percepiano_parity.subjects.reference import Reference, default_bundles, resolve_reference
@@ -104,11 +104,13 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
     log.step("loading the reference")
     reference = resolve_reference(options, log.note)
     batches = batches_for(reference, options)
+    data_side = dataset_checks(options, reference)  # the user's dataset, before any model runs: fails fast
     log.step("building the replica")
     candidate = resolve_candidate(options, reference.variant, reference.config, reference.seed)
     comparison = compare(reference, candidate, batches, options, inputs, progress)
     log.step("training checks")
     training = training_checks(options, reference, candidate, reference.variant, reference.config, reference.seed)
+    training += data_side
     log.step("diagnosis")
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
                           extra_explanations_context=_diagnosis_context(reference))
@@ -176,6 +178,23 @@ def compare(reference: Reference, candidate: Candidate, batches: Sequence[Canoni
     return Comparison(state, engine, watches, settings, overrides)
 
 
+def dataset_checks(options: CheckOptions, reference: Reference) -> list[CheckResult]:
+    """With --dataset: the user's dataset and collate against the original's loader on one epoch of --data-split
+    (checks.dataset); nothing otherwise."""
+    if not options.dataset or not options.data:
+        return []
+    from percepiano_parity.batches.real.cache import CacheError
+    from percepiano_parity.batches.real.loader import RealData
+    from percepiano_parity.checks.dataset import dataset_check
+
+    collate = reference.original.data_ops.feature_collate() if reference.original is not None else None
+    try:
+        return [dataset_check(RealData.open(options.data), options.data_split, options.dataset, options.seed,
+                              num_label=reference.config.num_label, original_collate=collate)]
+    except CacheError as exc:
+        raise UsageError(f"--data: {exc}") from None
+
+
 def _diagnosis_context(reference: Reference) -> dict[str, Any]:
     return {"original_root": str(reference.original.root)} if reference.original is not None else {}
 
@@ -197,6 +216,7 @@ def describe_run(report: Report, options: CheckOptions, reference: Reference, ba
     if options.data:
         report.settings["data"] = {
             "cache": options.data, "split": options.data_split, "input_width": reference.config.input_size,
+            "dataset": options.dataset,
             "segments": [[s.name for s in b.segments] for b in batches if "normal" in b.tags],
         }
 

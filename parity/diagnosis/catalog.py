@@ -31,6 +31,7 @@ from __future__ import annotations
 from percepiano_parity.diagnosis.rule import Rule
 from percepiano_parity.diagnosis.rules import (
     attention,
+    dataset,
     features,
     generic,
     hierarchy,
@@ -41,7 +42,8 @@ from percepiano_parity.diagnosis.rules import (
 
 # Specific families first; every rule's priority fixes the order in which diagnosis tries it.
 RULES: list[Rule] = [*structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES, *recipe.RULES,
-                     *features.RULES, *generic.RULES]
+                     *features.RULES, *dataset.RULES,
+                     *generic.RULES]
 
 
 def rule_by_id(rule_id: str) -> Rule | None:
