@@ -44,7 +44,8 @@ def dataset_check(data: RealData, split: str, spec: str, seed: int, *, num_label
     dataset, collate, keys = load_dataset(spec, request)
     original_keys = request.keys()
     scheme, fold, _ = parse_split(split)
-    split_of = {k: (r.get("folds") or {}).get(scheme, [None] * 4)[fold] for k, r in data.manifest["segments"].items()}
+    split_of = {k: ((r.get("folds") or {}).get(scheme) or [None] * 4)[fold]  # None: unlabelled, in no split
+                for k, r in data.manifest["segments"].items()}
     membership = compare_membership(split, original_keys, keys, split_of)
     order = data.order(len(original_keys), seed, shuffle=split.endswith(":train"))
     groups = [[original_keys[i] for i in order[s:s + BATCH_SIZE]] for s in range(0, len(order), BATCH_SIZE)]

@@ -83,3 +83,20 @@ def test_bad_dataset_is_one_line_and_exit_2(small_real_cache, original, tmp_path
                      "--no-training-checks", "--model-config", "small", "--report-dir", str(tmp_path / "r")])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_performances_outside_every_split_are_counted_as_such(small_real_cache, tmp_path):
+    """A performance without labels has no fold (None in the manifest, as 13 of the full cache's): it is in no
+    split on either side, and the manifest is still read."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(small_real_cache, cache)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    record = manifest["segments"]["Schubert_D960_mv3_8bars_4_08"]
+    record["labels"], record["folds"] = ["repo-root"], {"performer4fold": None, "composition4fold": None}
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    check = dataset_check(RealData.open(cache), SPLIT, f"{DATASETS}:own_folds", seed=0)
+    (finding,) = check.findings
+    assert finding.kind == "dataset.fold_membership" and finding.evidence["extra_from"] == {}
+    assert finding.metrics["missing"] == 2
