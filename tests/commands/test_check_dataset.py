@@ -49,6 +49,15 @@ def test_its_own_folds(small_real_cache):
     assert exp.effect_measured["segments_affected"] == 3 and "1 from valid" in exp.replica_does
 
 
+def test_unaligned_notes_given_minus_one(small_real_cache):
+    check, explanations = _explain(small_real_cache, "unaligned_minus_one")
+    (exp,) = explanations
+    assert exp.id == "PP-DATA-LOCATIONS" and "only the unaligned notes" in exp.replica_does
+    # the two train performances with unaligned notes (3 and 1 notes)
+    assert exp.effect_measured["segments_affected"] == 2 and exp.effect_measured["notes"] == 8  # beat + measure
+    assert {f.location for f in check.findings} == {"beat", "measure"}
+
+
 def _check(cache: Path, original, spec: str, out: Path) -> tuple[int, dict, dict[str, str]]:
     code = main(["check", "--original", str(original.root), "--data", str(cache), "--dataset", spec, "--batches", "1",
                  "--no-edge-cases", "--no-training-checks", "--model-config", "small", "--report-dir", str(out),

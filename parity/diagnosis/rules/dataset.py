@@ -32,6 +32,11 @@ def _metrics(claimed: Sequence[Finding]) -> dict[str, Any]:
     for f in having(claimed, "dataset.fold_membership"):
         out["extra_from"] = ", ".join(f"{n} from {s}" for s, n in sorted(f.evidence.get("extra_from", {}).items()))
         out["split"] = f.location
+    located = having(claimed, "dataset.locations")
+    if located:
+        only = all(f.evidence.get("unaligned_only") for f in located)
+        out["which_notes"] = "only the unaligned notes (voice 0)" if only else "aligned notes too"
+        out["notes"] = sum(int(f.metrics.get("notes", 0)) for f in located)
     for f in having(claimed, "dataset.feature_columns"):
         out["column_names"] = ", ".join(f.evidence.get("names", [])) or "—"
     return out
@@ -96,9 +101,12 @@ RULES: list[Rule] = [
         severity=Severity.ERROR,
         original_does="Passes the note locations unchanged; unaligned notes carry their neighbour's beat and "
                       "measure and voice 0.",
-        replica_does="Delivers other {names} numbers in {segments_affected} of {segments} segments.",
-        effect="Beat and measure spans and voice groups change for the affected notes.",
-        fix="Use the note locations unchanged.",
+        replica_does="Delivers other {names} numbers for {notes} notes of {segments_affected} of {segments} "
+                     "segments: {which_notes}.",
+        effect="Beat and measure spans and voice groups change for the affected notes (a -1 beat or measure "
+               "starts a span of its own and breaks the original's boundary rule).",
+        fix="Use the note locations unchanged: the original copies the neighbour's beat and measure into an "
+            "unaligned note (data_for_training.py insert_value_to_list) and gives it voice 0.",
         match=_kinds("dataset.locations"), measure=_metrics, priority=31, refs=(DATASET,)),
     Rule(
         id="PP-DATA-LABELS", title="Labels differ in {segments_affected} of {segments} segments",
