@@ -37,7 +37,7 @@ from percepiano_parity.reports._common import (
     table_rows,
     table_title,
 )
-from percepiano_parity.reports._svg import Mark, Series, bar_chart, hbar_chart
+from percepiano_parity.reports._svg import Mark, Series, bar_chart, hbar_chart, line_chart
 
 COLLAPSE_ROWS = 50
 TOP_GRADIENTS = 40
@@ -365,11 +365,26 @@ def gradient_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
                    f"({shown} parameters, largest first).", svg)
 
 
+def outcome_plots(rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """`parity train-compare`: both sides' curves per epoch (train loss, valid loss, valid R2)."""
+    if not rows:
+        return []
+    epochs = [f"epoch {fmt(r.get('epoch'))}" for r in rows]
+    out: list[str | None] = []
+    for metric, label in (("train_loss", "train loss"), ("valid_loss", "valid loss"), ("valid_r2", "valid R2")):
+        series = [Series(side, [as_float(r.get(f"{side} {metric}")) for r in rows], color)
+                  for side, color in (("original", ORIGINAL_COLOR), ("replica", REPLICA_COLOR))]
+        svg = line_chart(title=f"{label} per epoch", xs=epochs, series=series, y_label=label)
+        out.append(_figure(f"Learning curves: {label} of the original and the replica after each epoch.", svg))
+    return out
+
+
 def _plots(report: Report) -> list[str]:
     figures = [
         level_error_plot(_rows(report, "forward", "levels")),
         attention_plot(_rows(report, "attention", "heads")),
         gradient_plot(_rows(report, "backward", "params")),
+        *outcome_plots(_rows(report, "outcome", "epochs")),
     ]
     figures = [f for f in figures if f]
     if not figures:

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     from percepiano_parity.commands.check_features import add_parser as add_check_features
 
     add_check_features(sub)
+    from percepiano_parity.commands.train_compare import add_parser as add_train_compare
+
+    add_train_compare(sub)
     for p in (parser, check, variants, explain, selftest, record, doctor, deviations, data, prepare):
         if p is not check:
             p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")

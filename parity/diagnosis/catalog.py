@@ -35,6 +35,7 @@ from percepiano_parity.diagnosis.rules import (
     features,
     generic,
     hierarchy,
+    outcome,
     precision_data,
     recipe,
     structure,
@@ -42,7 +43,7 @@ from percepiano_parity.diagnosis.rules import (
 
 # Specific families first; every rule's priority fixes the order in which diagnosis tries it.
 RULES: list[Rule] = [*structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES, *recipe.RULES,
-                     *features.RULES, *dataset.RULES,
+                     *features.RULES, *dataset.RULES, *outcome.RULES,
                      *generic.RULES]
 
 
