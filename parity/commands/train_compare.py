@@ -43,6 +43,11 @@ def run_train_compare(original: str, cache: str, *, fold: int = 0, epochs: int =
         data = RealData.open(cache)
     except CacheError as exc:
         raise UsageError(f"--data: {exc}") from None
+    if deviation is not None:
+        from percepiano_parity.subjects.deviations import DEVIATIONS
+
+        if deviation not in DEVIATIONS:
+            raise UsageError(f"--deviation: unknown deviation {deviation!r}; see `parity deviations`")
     options = CheckOptions(original=original, data=cache, variant=variant, model_config=model_config,
                            deviation=deviation, seed=seed, training_checks=False)
     reference = resolve_reference(options, notify or (lambda _m: None))

@@ -38,3 +38,12 @@ def test_a_doubled_learning_rate_parts_at_the_first_epoch(small_real_cache, orig
     assert "valid_loss" in first["effect"]["what"]
     for text in ("Learning curves: valid loss", "original · epoch 1", "replica · epoch 1"):
         assert text in html, text
+
+
+def test_bad_input_is_one_line_and_exit_2(small_real_cache, original, tmp_path, capsys):
+    for args in (["--data", str(tmp_path)], ["--data", str(small_real_cache), "--deviation", "nope"],
+                 ["--data", str(small_real_cache), "--epochs", "0"]):
+        code = main(["train-compare", "--original", str(original.root), *args, "--report-dir", str(tmp_path / "r")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists()
