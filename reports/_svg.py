@@ -293,3 +293,49 @@ def hbar_chart(
     out += _legend(legend, label_w, 18)
     out.append("</svg>")
     return "\n".join(out)
+
+
+def line_chart(*, title: str, xs: Sequence[str], series: Sequence[Series], y_label: str) -> str:
+    """Lines with a point per x (e.g. one per epoch) on a linear axis fitted to the values' own range, so that
+    close curves stay apart; each point carries a <title> with its exact value. Non-finite values are skipped."""
+    n = max(len(xs), 1)
+    left, right, top, plot_h, step = 80, 20, 44, 200, max(60, 480 / n)
+    legend = [(s.name, s.color, None) for s in series]
+    width = max(left + step * max(n - 1, 1) + right + 20, left + _legend_width(legend) + right, 320)
+    base = top + plot_h
+    values = [v for s in series for v in s.values if v is not None and math.isfinite(v)]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+    lo, hi = lo - pad, hi + pad
+
+    def px(i: int) -> float:
+        return left + 10 + i * step
+
+    def py(v: float) -> float:
+        return base - plot_h * (v - lo) / (hi - lo)
+
+    out = [f'<svg role="img" aria-label="{_a(title)}" width="{_n(width)}" height="{_n(base + 40)}" '
+           f'viewBox="0 0 {_n(width)} {_n(base + 40)}" {FONT}>', f"<title>{escape(title)}</title>"]
+    for i in range(5):
+        v = lo + (hi - lo) * i / 4
+        out.append(f'<line x1="{left}" y1="{_n(py(v))}" x2="{_n(width - right)}" y2="{_n(py(v))}" stroke="{GRID}"/>')
+        out.append(f'<text x="{left - 6}" y="{_n(py(v) + 4)}" text-anchor="end" fill="#555">{escape(fmt_float(v))}'
+                   "</text>")
+    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{_n(base)}" stroke="{AXIS}"/>')
+    out.append(f'<line x1="{left}" y1="{_n(base)}" x2="{_n(width - right)}" y2="{_n(base)}" stroke="{AXIS}"/>')
+    out.append(f'<text transform="translate(14 {_n(top + plot_h / 2)}) rotate(-90)" text-anchor="middle" '
+               f'fill="#555">{escape(y_label)}</text>')
+    for i, x in enumerate(xs):
+        out.append(f'<text x="{_n(px(i))}" y="{_n(base + 16)}" text-anchor="middle">{escape(x)}</text>')
+    for s in series:
+        points = [(px(i), py(v), v) for i, v in enumerate(s.values) if v is not None and math.isfinite(v)]
+        if len(points) > 1:
+            path = " ".join(f"{'M' if k == 0 else 'L'}{_n(x)} {_n(y)}" for k, (x, y, _) in enumerate(points))
+            out.append(f'<path d="{path}" stroke="{_a(s.color)}" stroke-width="2" fill="none"/>')
+        for i, (x, y, v) in enumerate(points):
+            out.append(f'<circle cx="{_n(x)}" cy="{_n(y)}" r="3.5" fill="{_a(s.color)}"><title>'
+                       f"{escape(s.name)} · {escape(xs[i] if i < len(xs) else '')}: {escape(fmt_float(v))}"
+                       "</title></circle>")
+    out += _legend(legend, left, 18)
+    out.append("</svg>")
+    return "\n".join(out)

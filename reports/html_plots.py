@@ -11,7 +11,7 @@ from typing import Any
 
 from percepiano_parity.core.report import Report
 from percepiano_parity.reports._common import as_float, fmt, status_tone, table_rows
-from percepiano_parity.reports._svg import Mark, Series, bar_chart, hbar_chart
+from percepiano_parity.reports._svg import Mark, Series, bar_chart, hbar_chart, line_chart
 
 TOP_GRADIENTS = 40
 
@@ -137,11 +137,26 @@ def gradient_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
                    + f" ({shown} parameters, largest relative difference first).", svg)
 
 
+def outcome_plots(rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """`parity train-compare`: both sides' curves per epoch (train loss, valid loss, valid R2)."""
+    if not rows:
+        return []
+    epochs = [f"epoch {fmt(r.get('epoch'))}" for r in rows]
+    out: list[str | None] = []
+    for metric, label in (("train_loss", "train loss"), ("valid_loss", "valid loss"), ("valid_r2", "valid R2")):
+        series = [Series(side, [as_float(r.get(f"{side} {metric}")) for r in rows], color)
+                  for side, color in (("original", ORIGINAL_COLOR), ("replica", REPLICA_COLOR))]
+        svg = line_chart(title=f"{label} per epoch", xs=epochs, series=series, y_label=label)
+        out.append(_figure(f"Learning curves: {label} of the original and the replica after each epoch.", svg))
+    return out
+
+
 def plots_section(report: Report) -> list[str]:
     figures = [
         level_error_plot(report_rows(report, "forward", "levels")),
         attention_plot(report_rows(report, "attention", "heads")),
         gradient_plot(report_rows(report, "backward", "params")),
+        *outcome_plots(report_rows(report, "outcome", "epochs")),
     ]
     figures = [f for f in figures if f]
     if not figures:

@@ -23,6 +23,42 @@ def original():
     return original_adapter.load(path)
 
 
+REAL_DATA = SHARED / "percepiano-data"
+# five short real performances (54-120 notes): two with inserted unaligned notes (3 and 1), one in the valid split
+# of performer4fold fold 0 (_4_08), one Beethoven
+SMALL_REAL_KEYS = ("Schubert_D960_mv3_8bars_0_08", "Schubert_D960_mv3_8bars_10_17", "Schubert_D960_mv3_8bars_4_08",
+                   "Schubert_D935_no.3_4bars_6_9", "Beethoven_WoO80_thema_8bars_11_1")
+LABEL_FILE = "label_2round_mean_reg_19_with0_rm_highstd0.json"
+
+
+@pytest.fixture(scope="session")
+def small_real_cache(original, tmp_path_factory) -> Path:
+    """A cache of SMALL_REAL_KEYS prepared by `parity data prepare` with the real original (about 5 s); skips
+    without the shared data."""
+    if not (REAL_DATA / "performances").is_dir():
+        pytest.skip(f"{REAL_DATA} not present: the real PercePiano data is needed")
+    import shutil
+
+    from percepiano_parity.commands.data_prepare import PrepareOptions, prepare
+
+    root = tmp_path_factory.mktemp("small-data")
+    for sub in ("performances", "scores/score_xml", "scores/score_midi", "labels/repo-root"):
+        (root / sub).mkdir(parents=True)
+    for key in SMALL_REAL_KEYS:
+        os.symlink(REAL_DATA / "performances" / f"{key}.mid", root / "performances" / f"{key}.mid")
+        parts = key.split("_")
+        score = "_".join(parts[:-2]) + "_Score_" + parts[-1]
+        for kind, ext in (("score_xml", "musicxml"), ("score_midi", "mid")):
+            link = root / "scores" / kind / f"{score}.{ext}"
+            if not link.exists():
+                os.symlink(REAL_DATA / "scores" / kind / link.name, link)
+    for rel in (f"labels/{LABEL_FILE}", f"labels/repo-root/{LABEL_FILE}"):
+        shutil.copy(REAL_DATA / rel, root / rel)
+    out = tmp_path_factory.mktemp("small-cache")
+    prepare(PrepareOptions(original=str(original.root), data=str(root), out=str(out)))
+    return out
+
+
 # ------------------------------------------------------------------------------ every report.json validates
 
 _VALIDATED: set[Path] = set()

@@ -39,7 +39,7 @@ from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.core.errors import UsageError
 from percepiano_parity.core.interrupts import signals_as_interrupted
 from percepiano_parity.core.options import CheckOptions
-from percepiano_parity.core.report import Report
+from percepiano_parity.core.report import CheckResult, Report
 from percepiano_parity.replica.batch import BatchError, CanonicalBatch
 from percepiano_parity.subjects.candidate import (
     Candidate,
@@ -147,6 +147,7 @@ def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify 
     log.step("loading the reference")
     reference = resolve_reference(options, log.note)
     batches = batches_for(reference, options)
+    data_side = dataset_checks(options, reference)  # the user's dataset, before any model runs: fails fast
     if given is None:
         log.step("building the replica")
         candidate = resolve_candidate(options, reference.variant, reference.config, reference.seed)
@@ -159,6 +160,7 @@ def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify 
     log.step("training checks")
     training = training_checks(options, reference, candidate, reference.variant, reference.config, reference.seed,
                                _settled_pairs(comparison))
+    training += data_side
     log.step("diagnosis")
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
                           extra_explanations_context=_diagnosis_context(reference), watches=comparison.watches)
@@ -243,6 +245,23 @@ def verify_fixes(report: Report, comparison: Comparison, reference: Reference, c
         report.explanations = explanations
 
 
+def dataset_checks(options: CheckOptions, reference: Reference) -> list[CheckResult]:
+    """With --dataset: the user's dataset and collate against the original's loader on one epoch of --data-split
+    (checks.dataset); nothing otherwise."""
+    if not options.dataset or not options.data:
+        return []
+    from percepiano_parity.batches.real.cache import CacheError
+    from percepiano_parity.batches.real.loader import RealData
+    from percepiano_parity.checks.dataset import dataset_check
+
+    collate = reference.original.data_ops.feature_collate() if reference.original is not None else None
+    try:
+        return [dataset_check(RealData.open(options.data), options.data_split, options.dataset, options.seed,
+                              num_label=reference.config.num_label, original_collate=collate)]
+    except CacheError as exc:
+        raise UsageError(f"--data: {exc}") from None
+
+
 def _diagnosis_context(reference: Reference) -> dict[str, Any]:
     return {"original_root": str(reference.original.root)} if reference.original is not None else {}
 
@@ -264,6 +283,7 @@ def describe_run(report: Report, options: CheckOptions, reference: Reference, ba
     if options.data:
         report.settings["data"] = {
             "cache": options.data, "split": options.data_split, "input_width": reference.config.input_size,
+            "dataset": options.dataset,
             "segments": [[s.name for s in b.segments] for b in batches if "normal" in b.tags],
         }
 

@@ -1,6 +1,7 @@
 """The `parity` command.
 
     parity check [--original PATH | --reference BUNDLE] [--replica SPEC | --deviation NAME] [--variant ID] ...
+    parity check-features --data CACHE --extractor SPEC   (commands.check_features)
     parity variants | explain ID | selftest | record | doctor | deviations
 
 Exit codes (core.report.ExitCode, decided here and nowhere else):
@@ -136,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--force", action="store_true", help="redo performances that are already done")
     prepare.set_defaults(handler=cmd_data_prepare)
 
+    from percepiano_parity.commands.check_features import add_parser as add_check_features
+
+    add_check_features(sub)
+    from percepiano_parity.commands.train_compare import add_parser as add_train_compare
+
+    add_train_compare(sub)
     for p in (parser, check, variants, explain, selftest, record, doctor, deviations, data, prepare):
         if p is not check:
             p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")

@@ -199,6 +199,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("data_split", "--data-split", _data_split, "performer4fold:0:train", "with --data: which split of which "
            "fold the loader batches (SCHEME:FOLD:SPLIT; train is shuffled as the original's loader does)",
            "SPLIT"),
+    Option("dataset", "--dataset", _text, None, "with --data: your dataset and collate (module:function or "
+           "path.py:function, or 'original' for the original's own loader), compared on one epoch of the split "
+           "with what the original's loader hands the model", "SPEC"),
     Option("debug", "--debug", _bool, False, "show tracebacks", is_flag=True),
 )
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -355,6 +358,8 @@ def validate(options: CheckOptions) -> None:
         read_model_yaml(options.model_config)
     if options.data:
         _validate_data(options)
+    elif options.dataset:
+        raise UsageError("--dataset needs --data CACHE: the user's dataset is compared on real segments")
 
 
 def _validate_data(options: CheckOptions) -> None:

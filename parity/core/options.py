@@ -41,6 +41,7 @@ class CheckOptions:
     thorough: bool = False
     data: str | None = None  # a prepared real-data cache (`parity data prepare`); None: synthetic batches
     data_split: str = "performer4fold:0:train"
+    dataset: str | None = None  # with data: the user's dataset factory (`module:function`), or "original"
     debug: bool = False
     explicit: dict[str, str] = field(default_factory=dict)  # option name -> where it was set
     config_file: str | None = None

@@ -31,9 +31,12 @@ from __future__ import annotations
 from percepiano_parity.diagnosis.rule import Rule
 from percepiano_parity.diagnosis.rules import (
     attention,
+    dataset,
+    features,
     generic,
     hierarchy,
     non_finite,
+    outcome,
     precision_data,
     recipe,
     relations,
@@ -42,7 +45,7 @@ from percepiano_parity.diagnosis.rules import (
 
 # Specific families first; every rule's priority fixes the order in which diagnosis tries it.
 RULES: list[Rule] = [*non_finite.RULES, *structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES,
-                     *relations.RULES, *recipe.RULES, *generic.RULES]
+                     *relations.RULES, *recipe.RULES, *features.RULES, *dataset.RULES, *outcome.RULES, *generic.RULES]
 
 
 def rule_by_id(rule_id: str) -> Rule | None:

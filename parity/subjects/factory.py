@@ -25,17 +25,17 @@ from percepiano_parity.subjects.adapter import (
 )
 
 
-def _import_target(target: str) -> Any:
+def _import_target(target: str, option: str = "--replica") -> Any:
     """A module from a dotted name or a .py file path."""
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target).expanduser()
         if not path.is_file():
-            raise UsageError(f"--replica: {path} does not exist")
+            raise UsageError(f"{option}: {path} does not exist")
         path = path.resolve()
         name = "parity_user_replica_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
-            raise UsageError(f"--replica: cannot import {path}")
+            raise UsageError(f"{option}: cannot import {path}")
         module = importlib.util.module_from_spec(spec)
         if str(path.parent) not in sys.path:
             sys.path.insert(0, str(path.parent))  # the file may import its neighbours
@@ -52,7 +52,7 @@ def _import_target(target: str) -> Any:
     with user_code("replica module", context=target):  # finding it imports its parent packages
         found = _find_module(target)
     if found is None:
-        raise UsageError(f"--replica: no module named {target!r} (on sys.path or in the working folder)")
+        raise UsageError(f"{option}: no module named {target!r} (on sys.path or in the working folder)")
     with user_code("replica module", context=target):
         return importlib.import_module(target)
 
@@ -70,19 +70,21 @@ def _find_module(target: str) -> Any:
         return None
 
 
-def load_factory(spec: str) -> Callable[..., Any]:
-    """The callable named by `module:attr` or `path.py:attr`; UsageError (one line) when it cannot be found."""
+def load_factory(spec: str, option: str = "--replica") -> Callable[..., Any]:
+    """The callable named by `module:attr` or `path.py:attr`; UsageError (one line, naming `option`) when it
+    cannot be found."""
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
-        raise UsageError(f"--replica {spec!r}: expected module:factory or path.py:factory")
-    module = _import_target(target)
+        noun = "factory" if option == "--replica" else "function"
+        raise UsageError(f"{option} {spec!r}: expected module:{noun} or path.py:{noun}")
+    module = _import_target(target, option)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise UsageError(f"--replica {spec}: {target} has no attribute {attr!r}")
+            raise UsageError(f"{option} {spec}: {target} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise UsageError(f"--replica {spec}: {attr} is not callable")
+        raise UsageError(f"{option} {spec}: {attr} is not callable")
     return obj
 
 

@@ -10,7 +10,7 @@ import contextlib
 import copy
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -151,6 +151,29 @@ class ReplicaSide:
         with torch.no_grad():
             return torch.sigmoid(forward(self.adapter, model, model_input(model, batch)).float()).cpu()
 
+    def stepper(self, probe: Probe) -> Callable[[CanonicalBatch, int, bool], float]:
+        """A training loop's step for `parity train-compare`: (batch, iteration, ends_epoch) -> loss, with one
+        optimizer and scheduler kept across calls (built under `probe`, unscaled clip)."""
+        model, recipe = self.model, self.spec.recipe
+        optimizer, scheduler, _ = self.spec.build([p for p in model.parameters() if p.requires_grad], probe)
+
+        def step(batch: CanonicalBatch, iteration: int, ends_epoch: bool) -> float:
+            inp = model_input(model, batch)
+            out = train_step(model, lambda: forward(self.adapter, model, inp), inp.labels, optimizer,
+                             scheduler, recipe, iteration_ends_epoch=ends_epoch)
+            return float(out["loss"])
+        return step
+
+    def outputs(self, batch: CanonicalBatch) -> torch.Tensor:
+        """(N, L) sigmoid outputs in eval mode (no gradient); the model goes back to train mode."""
+        inp = model_input(self.model, batch)
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return torch.sigmoid(forward(self.adapter, self.model, inp).float())
+        finally:
+            self.model.train()
+
     def run(self, batches: Sequence[CanonicalBatch], probe: Probe, clip_scale: float) -> Trajectory:
         model = self.model
         recipe = self.spec.recipe.with_(grad_clip=_scaled_clip(self.spec.recipe.grad_clip, clip_scale))
@@ -220,6 +243,41 @@ class OriginalSide:
     def _running(self) -> Any:
         with self.original.isolated.running(), contextlib.redirect_stdout(io.StringIO()):
             yield
+
+    def stepper(self, probe: Probe) -> Callable[[CanonicalBatch, int, bool], float]:
+        """As ReplicaSide.stepper, through the original's own train_m2pf.train_step (train_m2pf.py)."""
+        model = self.model
+        optimizer, scheduler, _ = OptimSpec(self.recipe).build(list(model.parameters()), probe)
+        losses: list[float] = []
+
+        class _Criterion(nn.MSELoss):
+            def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+                out = super().forward(pred, target)
+                losses.append(float(out.detach()))
+                return out
+
+        train_step_of_original = self._train_module.train_step
+        args = self._args(self.recipe.grad_clip)
+
+        def step(batch: CanonicalBatch, iteration: int, ends_epoch: bool) -> float:
+            collated = self.original.data_ops.collate(batch)
+            with self._running():
+                train_step_of_original(model, collated, optimizer, scheduler, _Criterion(), None, "cpu", args,
+                                       iteration)
+            return losses[-1]
+        return step
+
+    def outputs(self, batch: CanonicalBatch) -> torch.Tensor:
+        """(N, L) sigmoid outputs of the original's get_batch_result in eval mode (train_m2pf.py)."""
+        collated = self.original.data_ops.collate(batch)
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._running():
+                out, _ = self._train_module.get_batch_result(self.model, collated, nn.MSELoss(), "cpu",
+                                                             args=self._args(None))
+            return out.float()
+        finally:
+            self.model.train()
 
     def run(self, batches: Sequence[CanonicalBatch], probe: Probe, clip_scale: float) -> Trajectory:
         model = self.model

@@ -1,0 +1,148 @@
+"""`parity train-compare`: the original and the bundled replica (or a library deviation of it) trained side by side
+on real data (checks.training.outcome), a long run, not CI.
+
+    parity train-compare --original PATH --data CACHE [--fold K] [--epochs N] [--deviation NAME]
+                         [--model-config default|small|FILE.yml] [--max-batches N] [--seed S]
+
+One named step per stage: the reference and the candidate (subjects), the replica loaded with the original's
+initial weights, the real batches of the fold (batches.real.loader), the three runs (original, replica, replica
+one float32 rounding step off: the noise) and the comparison (checks.training.outcome), diagnosis, the report
+writers (with the curves in the HTML report). Exit codes as `parity check`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from percepiano_parity.batches.real.cache import CacheError
+from percepiano_parity.batches.real.loader import RealData
+from percepiano_parity.checks.training.outcome import outcome_check, perturb_last_bit, train_compare
+from percepiano_parity.checks.training.trajectory_sides import OriginalSide, Probe, ReplicaSide, spec_of
+from percepiano_parity.commands.audit import run_info
+from percepiano_parity.compare.mapping import copy_weights, map_weights
+from percepiano_parity.core.errors import UsageError
+from percepiano_parity.core.findings import Severity
+from percepiano_parity.core.options import CheckOptions
+from percepiano_parity.core.report import Report
+from percepiano_parity.diagnosis import diagnose
+from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
+from percepiano_parity.subjects.candidate import resolve_candidate
+from percepiano_parity.subjects.reference import resolve_reference
+
+
+def run_train_compare(original: str, cache: str, *, fold: int = 0, epochs: int = 2, deviation: str | None = None,
+                      variant: str = "han-total", model_config: str = "default", max_batches: int | None = None,
+                      seed: int = 0, fail_on: Severity = Severity.WARNING,
+                      progress: Any = None, notify: Any = None) -> Report:
+    """Train both sides and report. Raises UsageError (one line) for a bad cache, original or option."""
+    if epochs < 1 or not 0 <= fold <= 3 or (max_batches is not None and max_batches < 1):
+        raise UsageError("--epochs and --max-batches must be positive and --fold one of 0-3")
+    try:
+        data = RealData.open(cache)
+    except CacheError as exc:
+        raise UsageError(f"--data: {exc}") from None
+    if deviation is not None:
+        from percepiano_parity.subjects.deviations import DEVIATIONS
+
+        if deviation not in DEVIATIONS:
+            raise UsageError(f"--deviation: unknown deviation {deviation!r}; see `parity deviations`")
+    options = CheckOptions(original=original, data=cache, variant=variant, model_config=model_config,
+                           deviation=deviation, seed=seed, training_checks=False)
+    reference = resolve_reference(options, notify or (lambda _m: None))
+    candidate = resolve_candidate(options, reference.variant, reference.config, reference.seed)
+    original_model = reference.original.build(reference.variant, reference.config, reference.seed)
+    model = candidate.subject.model
+    mapping = map_weights(original_model, model)
+    copy_weights(original_model, model, mapping)
+    same_start = (f"the original's, copied into the replica ({len(mapping.pairs)} tensors mapped, "
+                  f"{len(mapping.unmatched_reference)} of the original's unmatched)")
+    recipe = candidate.recipe if candidate.recipe is not None else ORIGINAL_RECIPE
+    num_label = reference.config.num_label
+    split = f"performer4fold:{fold}"
+
+    def train(epoch: int) -> list:
+        n = max_batches or 10 ** 6
+        return data.batches(n, seed + epoch, f"{split}:train", num_label=num_label)
+
+    valid = data.batches(max_batches or 10 ** 6, seed, f"{split}:valid", num_label=num_label)
+    probe = Probe(weight_decay_scale=1.0, step_size=ORIGINAL_RECIPE.scheduler_step_size)
+    sides = [OriginalSide(reference.original, reference.variant, original_model, ORIGINAL_RECIPE),
+             ReplicaSide("replica", model, spec_of(recipe), "replica"),
+             ReplicaSide("noise", model, spec_of(recipe), "replica, initial weights one float32 step off")]
+    perturb_last_bit(sides[2].model)
+    curves = train_compare(sides, train, valid, epochs, probe, progress)
+    settings = {"command": "train-compare", "fail_on": fail_on.label, "data": str(data.path), "split": split,
+                "epochs": epochs, "train_batches_per_epoch": len(train(0)), "valid_batches": len(valid),
+                "model_config": model_config, "deviation": deviation, "seed": seed, "initial_weights": same_start,
+                "dropout": "off on both sides", "recipe_replica": recipe.to_dict() if hasattr(recipe, "to_dict")
+                else str(recipe)}
+    check = outcome_check(curves[0], curves[1], curves[2], settings={"deviation": deviation})
+    explanations, unexplained = diagnose(check.findings)
+    subjects = [{"name": "original", "kind": "original (train_m2pf.train_step)", "variant": reference.variant,
+                 "source": str(reference.original.root), "revision": reference.subject.info.revision,
+                 "shims": [], "warnings": []},
+                {"name": candidate.subject.info.name, "kind": candidate.subject.info.kind,
+                 "variant": reference.variant, "source": candidate.subject.info.source, "revision": "",
+                 "shims": [], "warnings": []}]
+    return Report(variant=reference.variant, subjects=subjects, checks=[check], explanations=explanations,
+                  unexplained=unexplained, settings=settings, run=run_info())
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("train-compare", help="train the original and the replica side by side on real data and "
+                       "compare their learning curves (a long run, not CI)")
+    p.add_argument("--original", metavar="PATH", required=True, help="a checkout of the original")
+    p.add_argument("--data", metavar="CACHE", required=True, help="a cache made by `parity data prepare`")
+    p.add_argument("--fold", metavar="K", type=int, default=0, help="performer4fold fold 0-3 (default 0)")
+    p.add_argument("--epochs", metavar="N", type=int, default=2, help="epochs (default 2)")
+    p.add_argument("--deviation", metavar="NAME", default=None, help="train a library deviation of the replica")
+    p.add_argument("--variant", metavar="ID", default="han-total", help="(default han-total)")
+    p.add_argument("--model-config", metavar="CONFIG", default="default", help="default, small or FILE.yml")
+    p.add_argument("--max-batches", metavar="N", type=int, default=None, help="cap the batches of each epoch and "
+                   "of validation (default: the whole split)")
+    p.add_argument("--seed", metavar="S", type=int, default=0, help="model and batch-order seed (default 0)")
+    p.add_argument("--report-dir", metavar="DIR", default="parity-report", help="(default: parity-report)")
+    p.add_argument("--format", metavar="LIST", default="console,md,json,html,junit", help="report formats")
+    p.add_argument("--fail-on", metavar="SEVERITY", default="warning", help="info, warning or error")
+    p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
+    p.set_defaults(handler=cmd_train_compare)
+    return p
+
+
+def cmd_train_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from percepiano_parity.reports import parse_formats, render_console, write_reports
+    from percepiano_parity.reports.console import progress
+
+    try:
+        fail_on = Severity.parse(args.fail_on)
+        formats = parse_formats(args.format)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    err = Console(stderr=True)
+    with progress(err) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done)
+
+        report = run_train_compare(args.original, args.data, fold=args.fold, epochs=args.epochs,
+                                   deviation=args.deviation, variant=args.variant, model_config=args.model_config,
+                                   max_batches=args.max_batches, seed=args.seed, fail_on=fail_on,
+                                   progress=on_progress)
+    files = [f for f in formats if f != "console"]
+    try:
+        written = write_reports(report, args.report_dir, files, fail_on) if files else []
+    except OSError as exc:
+        raise UsageError(f"cannot write reports to {args.report_dir}: {exc.strerror or exc}") from None
+    if "console" in formats:
+        render_console(report, fail_on, Console())
+    if written:
+        print(f"reports written to {args.report_dir}: {', '.join(p.name for p in written)}",
+              file=sys.stdout if "console" in formats else sys.stderr)
+    return int(report.exit_code(fail_on))
