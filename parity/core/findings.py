@@ -31,6 +31,7 @@ class Severity(IntEnum):
 
 CHECK_IDS: tuple[str, ...] = (
     "structure", "init", "forward", "backward", "attention", "precision", "recipe", "trajectory", "data",
+    "dataset", "features", "outcome",
 )
 
 

@@ -155,7 +155,7 @@ class ReplicaSide:
         """A training loop's step for `parity train-compare`: (batch, iteration, ends_epoch) -> loss, with one
         optimizer and scheduler kept across calls (built under `probe`, unscaled clip)."""
         model, recipe = self.model, self.spec.recipe
-        optimizer, scheduler, _ = self.spec.build([p for p in model.parameters() if p.requires_grad], probe)
+        optimizer, scheduler, _ = self.spec.build(model, probe)
 
         def step(batch: CanonicalBatch, iteration: int, ends_epoch: bool) -> float:
             inp = model_input(model, batch)
@@ -247,7 +247,7 @@ class OriginalSide:
     def stepper(self, probe: Probe) -> Callable[[CanonicalBatch, int, bool], float]:
         """As ReplicaSide.stepper, through the original's own train_m2pf.train_step (train_m2pf.py)."""
         model = self.model
-        optimizer, scheduler, _ = OptimSpec(self.recipe).build(list(model.parameters()), probe)
+        optimizer, scheduler, _ = OptimSpec(self.recipe).build(model, probe)
         losses: list[float] = []
 
         class _Criterion(nn.MSELoss):

@@ -79,7 +79,7 @@ RULES: list[Rule] = [
         id="PP-FEAT-MISSING-KEY", title="Feature key {keys} missing: the layouts part at column {first_column}",
         severity=Severity.ERROR,
         original_does="Writes one block per key of its input key list, in list order (FeatureConverter."
-                      "_cal_dimension), then the five <key>_unnorm copies: {original_width} columns.",
+                      "_cal_dimension), then the five unnormalised copies (midi_pitch_unnorm and the like): {original_width} columns.",
         replica_does="Leaves out {keys}: column {first_column} holds {replica_at} instead of {original_at}, and "
                      "{keys_shifted} later keys move by {shift:+} columns ({replica_width} columns in all).",
         effect="Every column after the missing key means something else to the note embedder: weights trained on "
@@ -91,7 +91,7 @@ RULES: list[Rule] = [
     Rule(
         id="PP-FEAT-EXTRA-KEY", title="Extra feature key {keys}: the layouts part at column {first_column}",
         severity=Severity.ERROR,
-        original_does="Writes exactly the blocks of its input key list plus the five <key>_unnorm copies "
+        original_does="Writes exactly the blocks of its input key list plus the five unnormalised copies (midi_pitch_unnorm and the like) "
                       "({original_width} columns).",
         replica_does="Adds {keys}: column {first_column} holds {replica_at} instead of {original_at} "
                      "({replica_width} columns in all).",
