@@ -31,8 +31,10 @@ class Severity(IntEnum):
 
 CHECK_IDS: tuple[str, ...] = (
     "structure", "init", "forward", "backward", "attention", "precision", "recipe", "trajectory", "data",
-    "dataset", "features", "outcome",
 )
+# checks a report has only when asked for (--dataset, parity check-features, parity train-compare)
+OPTIONAL_CHECK_IDS: tuple[str, ...] = ("dataset", "features", "outcome")
+ALL_CHECK_IDS: tuple[str, ...] = CHECK_IDS + OPTIONAL_CHECK_IDS
 
 
 @dataclass(frozen=True)

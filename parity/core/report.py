@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from percepiano_parity.core.findings import CHECK_IDS, Finding, Severity
+from percepiano_parity.core.findings import ALL_CHECK_IDS, Finding, Severity
 
 SCHEMA_VERSION = "1.1"  # 1.1: noise_floors.grads_measured
 
@@ -24,7 +24,7 @@ class ExitCode(IntEnum):
 
 @dataclass
 class CheckResult:
-    id: str  # one of CHECK_IDS
+    id: str  # one of ALL_CHECK_IDS
     status: str  # "passed" | "failed" | "skipped" | "waived"
     findings: list[Finding] = field(default_factory=list)
     reason: str = ""  # why skipped
@@ -122,7 +122,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         fail_on = Severity.parse(str(self.settings.get("fail_on", "warning")))
-        order = {cid: i for i, cid in enumerate(CHECK_IDS)}
+        order = {cid: i for i, cid in enumerate(ALL_CHECK_IDS)}
         return {
             "schema_version": SCHEMA_VERSION,
             "verdict": self.verdict(fail_on),
