@@ -11,7 +11,6 @@ Exit codes as `parity check`: 0 equivalent, 1 a finding at or above --fail-on, 2
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from percepiano_parity.batches.real import cache as cache_files
@@ -93,27 +92,18 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_check_features(args: argparse.Namespace) -> int:
-    from percepiano_parity.reports import parse_formats, render_console, write_reports
+    from percepiano_parity.commands.report_output import check_report_folder, consoles, emit_report
+    from percepiano_parity.reports import parse_formats
 
     try:
         fail_on = Severity.parse(args.fail_on)
         formats = parse_formats(args.format)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    check_report_folder(args.report_dir, formats)
     report = run_check_features(args.data, args.extractor, key_list=args.key_list, segments=args.segments,
                                 only=tuple(args.only), fail_on=fail_on)
-    files = [f for f in formats if f != "console"]
-    try:
-        written = write_reports(report, args.report_dir, files, fail_on) if files else []
-    except OSError as exc:
-        raise UsageError(f"cannot write reports to {args.report_dir}: {exc.strerror or exc}") from None
-    if "console" in formats:
-        from rich.console import Console
-
-        render_console(report, fail_on, Console())
-    if written:
-        print(f"reports written to {args.report_dir}: {', '.join(p.name for p in written)}",
-              file=sys.stdout if "console" in formats else sys.stderr)
+    emit_report(report, formats, args.report_dir, fail_on, consoles()[0])
     return int(report.exit_code(fail_on))
 
 

@@ -38,6 +38,7 @@ from percepiano_parity.commands.options import (
     UsageError,
     resolve_options,
 )
+from percepiano_parity.commands.report_output import CI_WIDTH, console_width, consoles  # noqa: F401 - public here
 from percepiano_parity.core.guard import describe, location, user_frame
 from percepiano_parity.core.interrupts import Interrupted, signals_as_interrupted
 from percepiano_parity.core.report import ExitCode
@@ -168,26 +169,6 @@ def tool_version() -> str:
         return __version__
 
 
-CI_WIDTH = 120  # console width outside a terminal when $COLUMNS is not set
-
-
-def console_width(stream: Any) -> int | None:
-    """None on a terminal (rich measures it); elsewhere $COLUMNS, or 120 when it is unset or not a number."""
-    if stream.isatty():
-        return None
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        return CI_WIDTH
-    return columns if columns > 0 else CI_WIDTH
-
-
-def _consoles() -> tuple[Any, Any]:
-    from rich.console import Console
-
-    return Console(width=console_width(sys.stdout)), Console(stderr=True, width=console_width(sys.stderr))
-
-
 STAGES = {"prepare": "mapping weights and tracing both models", "batch": "comparing batches"}
 
 
@@ -196,17 +177,14 @@ STAGES = {"prepare": "mapping weights and tracing both models", "batch": "compar
 
 def cmd_check(args: argparse.Namespace) -> int:
     from percepiano_parity.commands.check import run_check
-    from percepiano_parity.commands.report_dir import check_report_dir
-    from percepiano_parity.reports import FILE_NAMES, render_console, write_reports
+    from percepiano_parity.commands.report_output import check_report_folder, emit_report
     from percepiano_parity.reports.progress import progress
 
     cli = {option.name: getattr(args, option.name) for option in OPTIONS}
     options = resolve_options(cli, config_path=args.config)
     args.debug_from_config = options.debug
-    files = [f for f in options.formats if f != "console"]
-    if files:  # before the audit: an unwritable folder must not cost minutes of work
-        check_report_dir(options.report_dir, [FILE_NAMES[f] for f in files])
-    out, err = _consoles()
+    check_report_folder(options.report_dir, options.formats)  # before the audit: not after minutes of work
+    out, err = consoles()
     with progress(err) as bar:
         current: dict[str, Any] = {}
 
@@ -222,16 +200,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             err.print(f"{PROG}: note: {message}", markup=False, highlight=False, soft_wrap=True)
 
         report = run_check(options, progress=on_progress, notify=on_note)
-    try:  # files first (atomically): a console piped into `head` must not cost the reports
-        written = write_reports(report, options.report_dir, files, options.severity) if files else []
-    except OSError as exc:
-        raise UsageError(f"cannot write reports to {options.report_dir}: {exc.strerror or exc}") from None
-    if "console" in options.formats:  # CI-sized outside a terminal unless --verbose
-        render_console(report, options.severity, out, compact=not out.is_terminal and not args.verbose)
-    if written:
-        names = ", ".join(p.name for p in written)
-        print(f"reports written to {options.report_dir}: {names}",
-              file=sys.stdout if "console" in options.formats else sys.stderr)
+    emit_report(report, options.formats, options.report_dir, options.severity, out, verbose=args.verbose)
     return int(report.exit_code(options.severity, new_only=options.fail_on_new))
 
 
@@ -249,7 +218,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if args.original:
         kwargs["original"] = _load_original(args.original, "--original")
-    _, err = _consoles()
+    _, err = consoles()
     with progress(err) as bar:
         current: dict[str, Any] = {}
 
@@ -320,7 +289,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     path, _ = _configured_original(args.original)
     options = PrepareOptions(original=path, data=args.data, out=args.out, corresp=args.corresp,
                              score_midi=args.score_midi, only=tuple(args.only), force=args.force)
-    _, err = _consoles()
+    _, err = consoles()
     with progress(err) as bar:
         tasks: dict[str, Any] = {}
 

@@ -13,7 +13,6 @@ writers (with the curves in the HTML report). Exit codes as `parity check`.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from percepiano_parity.batches.real.cache import CacheError
@@ -112,17 +111,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_train_compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from percepiano_parity.reports import parse_formats, render_console, write_reports
-    from percepiano_parity.reports.console import progress
+    from percepiano_parity.commands.report_output import check_report_folder, consoles, emit_report
+    from percepiano_parity.reports import parse_formats
+    from percepiano_parity.reports.progress import progress
 
     try:
         fail_on = Severity.parse(args.fail_on)
         formats = parse_formats(args.format)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    err = Console(stderr=True)
+    check_report_folder(args.report_dir, formats)  # before the training runs: not after them
+    out, err = consoles()
     with progress(err) as bar:
         tasks: dict[str, Any] = {}
 
@@ -135,14 +134,5 @@ def cmd_train_compare(args: argparse.Namespace) -> int:
                                    deviation=args.deviation, variant=args.variant, model_config=args.model_config,
                                    max_batches=args.max_batches, seed=args.seed, fail_on=fail_on,
                                    progress=on_progress)
-    files = [f for f in formats if f != "console"]
-    try:
-        written = write_reports(report, args.report_dir, files, fail_on) if files else []
-    except OSError as exc:
-        raise UsageError(f"cannot write reports to {args.report_dir}: {exc.strerror or exc}") from None
-    if "console" in formats:
-        render_console(report, fail_on, Console())
-    if written:
-        print(f"reports written to {args.report_dir}: {', '.join(p.name for p in written)}",
-              file=sys.stdout if "console" in formats else sys.stderr)
+    emit_report(report, formats, args.report_dir, fail_on, out)
     return int(report.exit_code(fail_on))

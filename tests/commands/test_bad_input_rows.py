@@ -149,3 +149,18 @@ def test_replica_whose_forward_returns_nan_logits(user_file, tmp_path, monkeypat
                      r".*user_replica.py:19, in forward", first["replica_does"]), first["replica_does"]
     assert not any(e["id"] == "PP-FORWARD-UNEXPLAINED-LEVEL" for e in report["explanations"])
     assert report["unexplained"] == []  # every NaN figure is claimed by the one explanation
+
+
+@pytest.mark.parametrize("command", [
+    ["train-compare", "--original", "no-checkout", "--data", "no-cache"],
+    ["check-features", "--data", "no-cache", "--extractor", "no_module:extract"],
+])
+def test_every_command_refuses_an_unwritable_report_folder_before_its_work(command, tmp_path, monkeypatch, capsys):
+    """The folder is checked first: the checkout, cache and extractor named here do not exist, and the one line
+    is still about the folder (a training run must not be lost to it after minutes)."""
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)
+    code = main([*command, "--report-dir", str(tmp_path / "a-file" / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.fullmatch(r"parity: error: --report-dir .*a-file/reports: .*a-file is a file, not a folder\n", err)
