@@ -45,14 +45,20 @@ def run(state: ComparisonState) -> CheckResult:
         extra_by_module.setdefault(_owner(name), []).append(name)
     for module, names in sorted(extra_by_module.items()):
         settings = cand["modules"].get(module, {})
+        numel = sum(_numel(cand["params"][n]) for n in names)
+        if module:
+            where, what = module, f"{settings.get('type', 'a module')} '{module}'"
+        else:  # parameters set on the model itself: named one by one (pairing goes module by module)
+            where = ", ".join(names)
+            what = (f"parameters set directly on the model ({where}), outside any submodule, which are paired "
+                    "only by a mapping,")
         findings.append(Finding(
-            CHECK, "structure.extra_module", module, Severity.ERROR,
-            f"{state.candidate_name} has {settings.get('type', 'a module')} '{module}' with no partner in the "
-            f"{state.reference_name} ({sum(_numel(cand['params'][n]) for n in names)} parameters)",
-            metrics={"numel": sum(_numel(cand["params"][n]) for n in names)},
-            evidence={"module": module, "module_type": settings.get("type"), "module_settings": settings,
-                      "params": {n: cand["params"][n] for n in names}}))
-        table.append({"path": module, "original": "—", "replica": _short(settings)})
+            CHECK, "structure.extra_module", where, Severity.ERROR,
+            f"{state.candidate_name} has {what} with no partner in the {state.reference_name} ({numel} parameters)",
+            metrics={"numel": numel},
+            evidence={"module": where, "module_type": settings.get("type"), "module_settings": settings,
+                      "params": {n: cand["params"][n] for n in names}, "on_model_root": not module}))
+        table.append({"path": where, "original": "—", "replica": _short(settings)})
     for r, c, rs, cs in wm.shape_conflicts:
         findings.append(Finding(
             CHECK, "structure.shape", r, Severity.ERROR,

@@ -39,7 +39,7 @@ def _set_module(model: nn.Module, path: str, module: nn.Module | None) -> bool:
 def _remove_module(model: nn.Module, findings: Sequence[Finding]) -> bool:
     done = False
     for f in findings:
-        if f.kind == "structure.extra_module":
+        if f.kind == "structure.extra_module" and not f.evidence.get("on_model_root"):
             done = _set_module(model, f.location, None) or done
     return done
 
