@@ -120,12 +120,15 @@ LOCATING_CANDIDATES = {  # user-style replicas whose levels the audit finds by v
 
 def locating_cost(original: Any, variant: str, config: replica.ModelConfig, batches: list, repeats: int
                   ) -> dict[str, Any]:
-    """Finding the original's levels by value in a user's model against a plain forward of that model, timed
-    alternately on the same batches: `locate` is one recorded forward (every intermediate tensor kept, with
-    its source line) plus matching every level and attention map; `record` is a later batch's forward with
-    only the located sites recorded. The reference's own forward is not the candidate's cost and is excluded."""
-    from percepiano_parity.compare.engine import Engine
+    """Finding the original's levels by value in a user's model against a plain forward of that model on the
+    audit's batches, timed alternately: `locate` is what the audit does once, one recorded forward (every
+    intermediate tensor kept, with its source line) of LOCATING_ITEMS items of the batch plus matching every
+    level and attention map; `locate_whole` is the same on the whole batch; `record` is a later batch's forward
+    with only the located sites recorded. The reference's own forward is not the candidate's cost and is
+    excluded."""
+    from percepiano_parity.compare.engine import LOCATING_ITEMS, Engine
     from percepiano_parity.compare.locate import level_modules, locate
+    from percepiano_parity.compare.relations.search import diagnosis_batch
     from percepiano_parity.replica.batch import collate
     from percepiano_parity.subjects.site_tap import SiteTap
     from percepiano_parity.subjects.user_subject import call_factory, load_factory, make_user_subject
@@ -148,7 +151,16 @@ def locating_cost(original: Any, variant: str, config: replica.ModelConfig, batc
                 for inp in inputs:
                     subject.call(model, inp)
 
-        def located(subject: Any = subject, ref_taps: list = ref_taps, modules: dict = modules) -> None:
+        small = [diagnosis_batch(b, LOCATING_ITEMS) for b in batches]
+        small_taps = [reference.run(b, grads=False) for b in small]
+
+        def located(subject: Any = subject, ref_taps: list = small_taps, modules: dict = modules,
+                    batches: list = small) -> None:
+            for b, taps in zip(batches, ref_taps, strict=True):
+                records, counts = subject.capture(b)
+                locate(taps.levels, taps.attention, records, counts, subject.level_graph(), modules=modules)
+
+        def located_whole(subject: Any = subject, ref_taps: list = ref_taps, modules: dict = modules) -> None:
             for b, taps in zip(batches, ref_taps, strict=True):
                 records, counts = subject.capture(b)
                 locate(taps.levels, taps.attention, records, counts, subject.level_graph(), modules=modules)
@@ -161,15 +173,19 @@ def locating_cost(original: Any, variant: str, config: replica.ModelConfig, batc
                         subject.call(model, inp)
 
         p_a, l_a = paired(plain, located, repeats)
+        p_w, l_w = paired(plain, located_whole, repeats)
         p_b, r_b = paired(plain, recorded, repeats)
         found = sum(1 for site in subject.sites.values() if site.found)
         out[name] = {"plain_forward_s": p_a, "locate_s": l_a, "locate_ratio": ratio(l_a, p_a),
+                     "locating_items": LOCATING_ITEMS, "batch_items": len(batches[0]),
+                     "plain_forward_s_whole": p_w, "locate_whole_s": l_w, "locate_whole_ratio": ratio(l_w, p_w),
                      "plain_forward_s_2": p_b, "record_s": r_b, "record_ratio": ratio(r_b, p_b),
                      "levels_found": found, "levels_looked_for": len(subject.sites) + len(engine.state.not_located)}
-        print(f"locating levels, {name:18s} plain forward {p_a['median']:.3f}s  locate {l_a['median']:.3f}s "
-              f"({out[name]['locate_ratio']['median']:.2f}x)  record located {r_b['median']:.3f}s "
-              f"({out[name]['record_ratio']['median']:.2f}x)  found {found}/{out[name]['levels_looked_for']}",
-              flush=True)
+        print(f"locating levels, {name:18s} plain forward {p_a['median']:.3f}s  locate ({LOCATING_ITEMS} of "
+              f"{len(batches[0])} items) {l_a['median']:.3f}s ({out[name]['locate_ratio']['median']:.2f}x)  "
+              f"locate on the whole batch {out[name]['locate_whole_ratio']['median']:.2f}x  record located "
+              f"{r_b['median']:.3f}s ({out[name]['record_ratio']['median']:.2f}x)  "
+              f"found {found}/{out[name]['levels_looked_for']}", flush=True)
     return out
 
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from percepiano_parity.checks.location import calling_finding, location_tables, nearest_note
+from percepiano_parity.checks.location import (
+    calling_finding,
+    located_on_finding,
+    location_tables,
+    nearest_note,
+)
 from percepiano_parity.checks.relation_findings import relation_findings, short_site
 from percepiano_parity.compare.aggregate import DiffAgg, LevelAgg
 from percepiano_parity.compare.divergence import first_divergent, root_level
@@ -121,9 +126,7 @@ def run(state: ComparisonState) -> CheckResult:
                 f"first divergent operation inside {state.relations[0]['level']}: {op['op']}",
                 evidence={**op, "level": state.relations[0]["level"]}))
     findings += relation_findings(state)
-    calling = calling_finding(state)
-    if calling is not None:
-        findings.append(calling)
+    findings += [f for f in (calling_finding(state), located_on_finding(state)) if f is not None]
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     tables = {"levels": rows, **location_tables(state)}
     if ops.get("compared"):

@@ -49,6 +49,21 @@ def calling_finding(state: ComparisonState) -> Finding | None:
                    evidence={"conventions": list(state.conventions)})
 
 
+def located_on_finding(state: ComparisonState) -> Finding | None:
+    """Which batch the levels were found on: the Located table's max_rel is that batch's, while the forward
+    check's mismatches are over every batch (a level can agree there and differ on another)."""
+    on = state.located_on
+    if not on:
+        return None
+    lengths = on.get("lengths") or []
+    return Finding(CHECK, "forward.located_on", "located", Severity.INFO,
+                   f"levels were found by value on {on.get('items')} of the {on.get('of_items')} items of batch "
+                   f"{on.get('batch', 0) + 1} of {on.get('batches', 1)} "
+                   f"({', '.join(on.get('tags') or []) or 'generated'}; lengths {', '.join(map(str, lengths))}): "
+                   "the Located table's max_rel is measured there; the forward check compares every batch",
+                   evidence=dict(on))
+
+
 def nearest_note(state: ComparisonState, level: str) -> str:
     """For a level that was not found by value: which tensor stands in for it, for the finding's message."""
     site = state.located.get(level)

@@ -50,8 +50,8 @@ def run(state: ComparisonState) -> CheckResult:
             where, what = module, f"{settings.get('type', 'a module')} '{module}'"
         else:  # parameters set on the model itself: named one by one (pairing goes module by module)
             where = ", ".join(names)
-            what = (f"parameters set directly on the model ({where}), outside any submodule, which are paired "
-                    "only by a mapping,")
+            what = (f"parameters set directly on the model ({where}), outside any submodule, that no parameter "
+                    "of the original matches by shape and first use,")
         findings.append(Finding(
             CHECK, "structure.extra_module", where, Severity.ERROR,
             f"{state.candidate_name} has {what} with no partner in the {state.reference_name} ({numel} parameters)",
@@ -71,7 +71,7 @@ def run(state: ComparisonState) -> CheckResult:
     # 2. settings of paired modules: what they compute, not what they are called (a class is not a deviation)
     # modules paired by their parameters, including those whose parameters conflict in shape (a resized
     # module's settings say how it was resized)
-    pairs = sorted({(_owner(r), _owner(c)) for r, c in wm.pairs.items()} |
+    pairs = sorted({(_owner(r), _owner(c)) for r, c in wm.pairs.items() if r not in wm.loose} |
                    {(_owner(r), _owner(c)) for r, c, _, _ in wm.shape_conflicts})
     for mr, mc in pairs:
         sr, sc = ref["modules"].get(mr, {}), cand["modules"].get(mc, {})

@@ -31,6 +31,7 @@ from percepiano_parity.commands.audit import (
     verify_report_fixes,
 )
 from percepiano_parity.commands.drift import compute_drift, drift_note, load_previous
+from percepiano_parity.commands.peel import peel
 from percepiano_parity.commands.waivers import Waivers
 from percepiano_parity.compare.engine import Engine, EngineError, EngineOptions
 from percepiano_parity.compare.mapping import load_overrides
@@ -147,6 +148,10 @@ def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify 
     log.step("loading the reference")
     reference = resolve_reference(options, log.note)
     batches = batches_for(reference, options)
+    edge = sum(1 for b in batches if any(t.startswith("edge:") for t in b.tags))
+    if edge:  # said up front: `--batches 1` still runs the edge cases, so "1/7" is not a surprise
+        log.step(f"{len(batches) - edge} realistic and {edge} edge-case batches (--no-edge-cases leaves the edge "
+                 "cases out)")
     data_side = dataset_checks(options, reference)  # the user's dataset, before any model runs: fails fast
     if given is None:
         log.step("building the replica")
@@ -165,6 +170,8 @@ def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify 
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
                           extra_explanations_context=_diagnosis_context(reference), watches=comparison.watches)
     verify_fixes(report, comparison, reference, candidate, batches, log)
+    peel(report, reference.subject, candidate.subject, batches, comparison.settings, comparison.state.floors,
+         _diagnosis_context(reference), log.step)
     skip_unsupported(report, reference)
     describe_run(report, options, reference, batches, comparison, log, given)
     add_real_label_evidence(report, options, batches)

@@ -32,6 +32,7 @@ from percepiano_parity.compare.locate import level_modules, locate
 from percepiano_parity.compare.mapping import WeightMap, copy_weights, map_weights
 from percepiano_parity.compare.noise import FloorMeter, NoiseFloors
 from percepiano_parity.compare.pair_values import settle_by_values
+from percepiano_parity.compare.relations.search import diagnosis_batch
 from percepiano_parity.compare.state import ComparisonState, InitStat
 from percepiano_parity.compare.structure import describe, recording_calls, recording_functions, trace_calls
 from percepiano_parity.compare.tolerance import Tolerances
@@ -108,6 +109,9 @@ def _observable(name: str, ref_taps: Taps, ref: Tensor | None, cand: Tensor | No
     return ref.masked_fill(empty, 0.0), cand.masked_fill(empty.to(cand.device), 0.0)
 
 
+LOCATING_ITEMS = 4  # items of the telling batch that levels are located on (the longest, the shortest, between)
+
+
 def telling_batch(batches: Sequence[CanonicalBatch]) -> CanonicalBatch:
     """The batch that pairing and locating look at: of the normal batches (not edge cases), the one with the most
     distinct lengths, so that padding and packing differences show (the first one on a tie)."""
@@ -152,8 +156,8 @@ class Engine:
             # names alone leave parameters unpaired: trace both forwards and pair the rest by what the modules
             # compute (shapes, call order; values where call order and names disagree)
             if ref_order is None:
-                ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False))
-            cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False))
+                ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False), parameters=True)
+            cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False), parameters=True)
 
             def build(choices: Mapping[tuple[str, ...], str]) -> WeightMap:
                 return map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
@@ -233,7 +237,15 @@ class Engine:
         """Find the reference's levels in the candidate's forward by value (compare.locate), once, on the first
         batch; the candidate then records them at those sites on every batch."""
         st, cand = self.state, self.candidate
-        ref_taps = self._reference_taps(batch)
+        items = len(batch)
+        if not callable(getattr(self.reference, "structure", None)):  # a bundle replays its own batches only
+            # a few items of unequal lengths show every layout, and recording every tensor of a forward is the
+            # expensive part of locating: on LOCATING_ITEMS items it costs less than a plain forward of the batch
+            batch = diagnosis_batch(batch, LOCATING_ITEMS)
+        ref_taps = self._reference_taps(batch) if len(batch) == items else self._run(self.reference, batch, 0,
+                                                                                      grads=False)
+        st.located_on = {"items": len(batch), "of_items": items, "tags": list(batch.tags),
+                         "lengths": list(batch.lengths)}
         try:
             records, counts = cand.capture(batch)  # type: ignore[attr-defined]
         except Exception as exc:  # a candidate failing on the batch is reported as in any run
@@ -472,7 +484,11 @@ class Engine:
         progress = self.options.progress
         if progress:
             progress("prepare", 0, len(batches))
-        self.prepare(telling_batch(batches))
+        telling = telling_batch(batches)
+        self.prepare(telling)
+        if self.state.located_on:
+            self.state.located_on.update(batch=next(i for i, b in enumerate(batches) if b is telling),
+                                         batches=len(batches))
         for i, batch in enumerate(batches):
             self.fold_batch(i, batch)
             if progress:

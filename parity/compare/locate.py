@@ -44,6 +44,7 @@ MOVES = frozenset({"_pack_padded_sequence", "_pad_packed_sequence", "index_selec
 # moves whose index is data (a batch sorted by length for packing): in the very module that computed a level
 # (functional code), such a move is a consumer's, equal to the level only when the batch happens to be in order;
 # a module holding the computing one may return through one (pad_packed_sequence restoring the batch order)
+PADDED = ("batch_first", "time_first")
 REORDERS = frozenset({"index_select", "gather", "take", "take_along_dim"})
 ATTENTION_INPUTS = {"attn.beat": ("note", "voice"), "attn.measure": ("beat",)}
 ATTENTION_CONSUMER = {"attn.beat": "beat_nodes", "attn.measure": "measure_nodes", "attn.final": "pooled"}
@@ -57,6 +58,22 @@ class Candidate:
     tensor: Tensor
     total: int
     concat: bool = False
+
+    @property
+    def index(self) -> int:
+        return self.record.index
+
+
+Groups = dict[tuple[int, ...], list[Candidate]]
+
+
+def by_shape(pool: Sequence[Candidate]) -> Groups:
+    """The pool grouped by tensor shape, each group in record order: a level's layouts depend on shapes only,
+    so a search looks at the few shapes that fit rather than at every tensor."""
+    out: Groups = {}
+    for c in sorted(pool, key=lambda c: c.record.index):
+        out.setdefault(tuple(c.tensor.shape), []).append(c)
+    return out
 
 
 def candidates(records: Sequence[Recorded], counts: Counts) -> list[Candidate]:
@@ -203,18 +220,20 @@ class Trial:
     exact_length: bool = True  # no cropping: the tensor is as long as the level (a padded layout only)
 
     def nearness(self, own: Set[str]) -> tuple:
-        """How strongly a tensor that does not equal a level stands for it: some of its rows equal the level's,
-        it comes from the module holding the level's weights, it needs no cropping, it comes first."""
-        return (self.score.matched_rows, _within(self.candidate.record.site.module, own), self.exact_length,
+        """How strongly a tensor that does not equal a level stands for it: it comes from the module holding the
+        level's weights, some of its rows equal the level's, it needs no cropping, it comes first."""
+        return (_within(self.candidate.record.site.module, own), self.score.matched_rows, self.exact_length,
                 -self.candidate.record.index)
 
 
 LayoutCache = dict[tuple, list[Layout]]
 
 
-def trials(ref: Tensor, space: str, counts: Counts, pool: Sequence[Candidate], *, attention: bool,
-           exact: bool = True, cache: LayoutCache | None = None) -> list[Trial]:
-    """Every (candidate, layout) in which the candidate can hold the level, scored. With `exact`, only the ones
+def trials(ref: Tensor, space: str, counts: Counts, pool: Sequence[Candidate] | Groups, *, attention: bool,
+           exact: bool = True, cache: LayoutCache | None = None, after: int = -1, before: int | None = None
+           ) -> list[Trial]:
+    """Every (candidate, layout) in which the candidate can hold the level, scored, among the candidates recorded
+    strictly between `after` and `before` (`pool`: a list, or its by_shape groups). With `exact`, only the ones
     whose row at the level's most telling position equals it (at any channel offset), the cheap test that keeps
     locating within a fraction of a forward; without, every fitting one at offset 0 (for the nearest)."""
     real = _real_rows(ref, space, counts)
@@ -223,11 +242,20 @@ def trials(ref: Tensor, space: str, counts: Counts, pool: Sequence[Candidate], *
     tol = MATCH_REL * float(ref.abs().max()) if ref.numel() else 0.0
     out = []
     cache = {} if cache is None else cache
-    for cand in pool:
-        key = (tuple(cand.tensor.shape), tuple(ref.shape), space, attention)
+    groups = pool if isinstance(pool, dict) else by_shape(pool)
+    ref_key = (tuple(ref.shape), space, attention)
+    fitting_groups = []
+    for shape, members in groups.items():
+        key = (shape, *ref_key)
         fitting = cache.get(key)
         if fitting is None:  # loops give many tensors of few shapes: the shapes decide the layouts
-            fitting = cache[key] = layouts_for(cand.tensor, ref, space, counts, attention=attention)
+            fitting = cache[key] = layouts_for(members[0].tensor, ref, space, counts, attention=attention)
+        if fitting:
+            fitting_groups.append((fitting, members))
+    chosen = [(fitting, c) for fitting, members in fitting_groups for c in members
+              if c.record.index > after and (before is None or c.record.index < before)]
+    chosen.sort(key=lambda fc: fc[1].record.index)
+    for fitting, cand in chosen:
         for layout in fitting:
             if exact:
                 row = row_at(cand.tensor, layout, counts, item, position)
@@ -266,6 +294,8 @@ def level_modules(weight_map: WeightMap) -> dict[str, set[str]]:
     """Level -> the candidate modules holding the weights of the reference modules that compute it."""
     out: dict[str, set[str]] = {}
     for r, c in weight_map.pairs.items():
+        if r in weight_map.loose:  # a loose parameter's holder (the model's root) holds every level
+            continue
         out.setdefault(level_of(r), set()).add(c.rsplit(".", 1)[0] if "." in c else "")
     return out
 
@@ -300,6 +330,14 @@ def _handed_on(best: Trial, origin: Trial, pool: Sequence[Candidate], before: in
     return max(padded, key=lambda t: t.candidate.record.index) if padded else best
 
 
+def _bound(trial: Trial) -> int:
+    """The record index a level computed from this one must come after: this record's, or the one before it
+    when the level is a channel slice of a concatenation (the concatenation may itself be the later level, e.g.
+    the spanned beats inside `total_note_cat`)."""
+    index = trial.candidate.record.index
+    return index - 1 if trial.layout.width is not None else index
+
+
 def _graph_inputs(name: str, graph: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     if name == "attn.final":  # the head's attention weights are computed from the pooling's input
         return tuple(graph.get("pooled", ()))
@@ -316,6 +354,7 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
     nearest tensor of a level found nowhere is looked for first)."""
     pool = candidates(records, counts)
     pool.sort(key=lambda c: c.record.index)
+    groups = by_shape(pool)
     names = [n for n in LEVELS if n in reference_levels and n != "logits" and n not in skip]
     names += [n for n in ATTENTIONS if n in reference_attention and n not in skip]
     names.sort(key=level_order)
@@ -326,18 +365,21 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
             consumers[name] = [ATTENTION_CONSUMER[name]]
     hits: dict[str, list[Trial]] = {}
     earliest: dict[str, int] = {}
+    bound: dict[str, int] = {}  # a level computed from this one comes after this record index
     cache: LayoutCache = {}
     for name in names:
         ref = reference_levels.get(name, reference_attention.get(name))
-        after = max((earliest[d] for d in _graph_inputs(name, graph) if d in earliest), default=-1)
-        window = [c for c in pool if c.record.index > after]
-        found_here = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS,
-                            cache=cache)
+        after = max((bound[d] for d in _graph_inputs(name, graph) if d in bound), default=-1)
+        found_here = trials(ref, space_of(name, pool_input), counts, groups, attention=name in ATTENTIONS,
+                            cache=cache, after=after)
         if found_here:
             hits[name] = found_here
-            earliest[name] = min(t.candidate.record.index for t in found_here)
+            first = min(found_here, key=lambda t: (t.candidate.record.index, t.layout.width is None))
+            earliest[name] = first.candidate.record.index
+            bound[name] = _bound(first)
     found: dict[str, LevelSite] = {}
     position: dict[str, int] = {}
+    settled: dict[str, int] = {}  # as `bound`, for the final forms
     for name in names:
         if name not in hits:
             continue
@@ -346,7 +388,11 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
         # a whole tensor rather than a slice of a later concatenation
         after = max((position[d] for d in _graph_inputs(name, graph) if d in position), default=-1)
         before = min((earliest[m] for m in consumers.get(name, []) if m in earliest), default=len(records) + 1)
-        usable = [t for t in hits[name] if after < t.candidate.record.index < before] or hits[name]
+        if name not in ATTENTIONS:  # an input that exists only as a slice of this level's concatenation
+            after = max((settled[d] for d in _graph_inputs(name, graph) if d in settled), default=after)
+        # (a slice of the consumer's own concatenation counts: the spanned levels inside total_note_cat)
+        usable = [t for t in hits[name] if after < t.candidate.record.index < before
+                  or (t.candidate.record.index == before and t.layout.width is not None)] or hits[name]
         computing = [t for t in usable if t.candidate.record.site.op not in MOVES] or usable
         origin = min(computing, key=lambda t: t.candidate.record.index)
         # a final form is one the computing module hands on: recorded in that module or one holding it, never
@@ -356,14 +402,17 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
         handed = [t for t in usable if _holds(t.candidate.record.site.module, own)
                   and not (t.candidate.record.site.op in REORDERS and t.candidate.record.site.module == own
                            and t is not origin)]
-        best = max(handed or usable, key=lambda t: (t.layout.width is None, -KINDS.index(t.layout.kind),
-                                                    t.candidate.record.index))
+        # a padded form (even a slice of a concatenation) before rows gathered from a loop: a loop's rows are as
+        # many as that loop wrote, which equals the level's real rows on this batch but not on every batch
+        best = max(handed or usable, key=lambda t: (t.layout.kind in PADDED, t.layout.width is None,
+                                                    -KINDS.index(t.layout.kind), t.candidate.record.index))
         if best.layout.kind == "packed" and name not in ATTENTIONS:
             best = _handed_on(best, origin, pool, before, reference_levels.get(name, reference_attention.get(name)),
                               space_of(name, pool_input), counts,
                               name in ATTENTIONS, cache)
         found[name] = _site(name, best, origin)
         position[name] = best.candidate.record.index
+        settled[name] = _bound(best)
     exact = dict(position)
     for name in names:
         if name in found or exact_only:
@@ -371,12 +420,12 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
         if consumers.get(name) and all(m in exact for m in consumers[name]):
             continue  # what is computed from it equals the reference: a layout not known here, not a departure
         ref = reference_levels.get(name, reference_attention.get(name))
-        after = max((position[d] for d in _graph_inputs(name, graph) if d in position), default=-1)
+        # after the latest level it is computed from, directly or through levels not found themselves
+        after = max((settled[d] for d in _ancestors(name, graph) if d in settled), default=-1)
         before = min((exact[m] for m in consumers.get(name, []) if m in exact), default=len(records) + 1)
-        window = [c for c in pool if after < c.record.index < before]
         paired = (modules or {}).get(name, set())
-        near = trials(ref, space_of(name, pool_input), counts, window, attention=name in ATTENTIONS, exact=False,
-                      cache=cache)
+        near = trials(ref, space_of(name, pool_input), counts, groups, attention=name in ATTENTIONS, exact=False,
+                      cache=cache, after=after, before=before)
         if near:
             if name in ATTENTIONS:  # an attention map stands for one where the weights are (values in [0, 1])
                 best = max(near, key=lambda t: (_weights_like(t.candidate.tensor), *t.nearness(paired)))
@@ -384,4 +433,17 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
                 best = max(near, key=lambda t: t.nearness(paired))
             found[name] = _site(name, best)
             position[name] = best.candidate.record.index
+            settled[name] = _bound(best)
     return found
+
+
+def _ancestors(name: str, graph: Mapping[str, Sequence[str]]) -> set[str]:
+    """Every level `name` is computed from, through the graph (its inputs, their inputs, ...)."""
+    out: set[str] = set()
+    todo = list(_graph_inputs(name, graph))
+    while todo:
+        d = todo.pop()
+        if d not in out:
+            out.add(d)
+            todo.extend(_graph_inputs(d, graph))
+    return out

@@ -6,7 +6,9 @@ compute (parameter shapes, not class: compare.pairing) and paired by call order,
 other opinion (groups where the two disagree are settled by value in compare.pair_values); (4) a module shared
 under two names in the candidate where the original has two modules is recorded as tied; (5) what is left is
 paired by call order among modules of the same kind with other shapes (a resized Linear is a shape conflict, not
-a missing and an extra module).
+a missing and an extra module); (6) parameters held directly by a container (a loose `nn.Parameter` on the
+model's root, or the original's context vector inside its attention module) are paired one by one, by shape and
+the order of their first use, with name similarity as the other opinion (settled by value like the modules).
 
 Nothing here raises on a bad mapping: an override naming a parameter that does not exist, or pairing two
 shapes, is recorded and reported as a structure finding; parameters without a partner are reported, never
@@ -23,7 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from percepiano_parity.compare.pairing import Group, group_modules, signature, similarity
+from percepiano_parity.compare.pairing import (
+    Group,
+    container_parameters,
+    group_modules,
+    group_parameters,
+    signature,
+    similarity,
+)
 
 Shape = tuple[int, ...]
 
@@ -43,6 +52,7 @@ class WeightMap:
     tied: list[dict[str, Any]] = field(default_factory=list)  # one candidate module standing for two of the original
     bad_overrides: list[dict[str, str]] = field(default_factory=list)  # override entries that name nothing
     override_pairs: set[str] = field(default_factory=set)  # reference names paired (or conflicted) by an override
+    loose: set[str] = field(default_factory=set)  # reference names paired parameter by parameter (not by module)
 
     def reverse(self) -> dict[str, str]:
         return {c: r for r, c in self.pairs.items()}
@@ -61,6 +71,8 @@ class WeightMap:
         """Reference module -> (candidate module, how), for the modules whose parameters were paired."""
         out: dict[str, tuple[str, str]] = {}
         for r, c in self.pairs.items():
+            if r in self.loose:
+                continue
             out.setdefault(_owner(r), (_owner(c), self.how.get(r, "")))
         return out
 
@@ -203,11 +215,37 @@ def map_weights(reference: nn.Module, candidate: nn.Module, *, reference_order: 
                                candidate_order, key="structure")
         for group in groups:
             _pair_modules(result, reference, candidate, group.by_order, ref_left, cand_left, "order")
+    if ref_left and cand_left:
+        _pair_loose(result, reference, candidate, ref_left, cand_left, reference_order, candidate_order, choices)
     taken = set(result.pairs.values()) | {c for _, c, _, _ in result.shape_conflicts}
     tied_refs = {r for tie in result.tied for r in tie["reference"]}
     result.unmatched_reference = sorted(n for n in ref_left if _owner(n) not in tied_refs)
     result.unmatched_candidate = sorted(n for n in cand_params if n not in taken)
     return result
+
+
+def _pair_loose(result: WeightMap, reference: nn.Module, candidate: nn.Module, ref_left: set[str],
+                cand_left: set[str], reference_order: Sequence[str] | None, candidate_order: Sequence[str] | None,
+                choices: Mapping[tuple[str, ...], str] | None) -> None:
+    """Pass (6): the parameters left, where one side holds them on a container, paired one by one."""
+    loose_r, loose_c = container_parameters(reference), container_parameters(candidate)
+    if not (ref_left & loose_r or cand_left & loose_c):
+        return
+    for group in group_parameters(reference, candidate, ref_left, cand_left, reference_order, candidate_order):
+        if not (set(group.reference) & loose_r or set(group.candidate) & loose_c):
+            continue  # two whole modules' parameters: pass (5) judges those
+        choice = "order" if group.decided else (choices or {}).get(tuple(group.reference), "name")
+        if not group.decided:
+            result.undecided.append(group)
+        how = "order" if group.decided else ("values" if choices and tuple(group.reference) in choices
+                                             else "similarity")
+        for r, c in (group.by_order if choice == "order" else group.by_name).items():
+            if r in ref_left and c in cand_left:
+                result.pairs[r] = c
+                result.how[r] = how
+                result.loose.add(r)
+                ref_left.discard(r)
+                cand_left.discard(c)
 
 
 def _find_ties(result: WeightMap, reference: nn.Module, candidate: nn.Module, ref_left: set[str]) -> None:
@@ -250,8 +288,11 @@ def copy_state(tensors: Mapping[str, torch.Tensor], candidate: nn.Module, weight
 
 def renames(weight_map: WeightMap) -> list[dict[str, str]]:
     """Module pairs whose names differ: a replica's packaging (another parent, another name), not a deviation."""
-    return [{"original": r or "(model)", "replica": c or "(model)", "paired by": how}
-            for r, (c, how) in sorted(weight_map.module_pairs().items()) if r != c]
+    modules = [{"original": r or "(model)", "replica": c or "(model)", "paired by": how}
+               for r, (c, how) in sorted(weight_map.module_pairs().items()) if r != c]
+    loose = [{"original": r, "replica": weight_map.pairs[r], "paired by": weight_map.how.get(r, "")}
+             for r in sorted(weight_map.loose) if weight_map.pairs.get(r, r) != r]
+    return modules + loose
 
 
 def undecided_keys(weight_map: WeightMap) -> Sequence[tuple[str, ...]]:

@@ -11,6 +11,7 @@ meant for one small diagnosis batch, not for a whole audit; `max_bytes` stops re
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,7 +56,7 @@ LAYOUT_OPS = frozenset({
 @dataclass
 class Op:
     """One recorded operation (see the module docstring). `inputs` are the tensor arguments in order (None for
-    non-tensor ones, whose values are in `constants`)."""
+    non-tensor ones, whose values are in `constants`), then the tensors inside list arguments (cat, stack)."""
 
     index: int
     name: str  # "softmax", "linear", "__getitem__", ...
@@ -93,6 +94,50 @@ def _name_of(func: Callable[..., Any]) -> tuple[str, str]:
     if module.startswith("torch.nn.functional") or module == "torch._C._nn":
         return name, f"F.{name}"
     return name, f"torch.{name}"
+
+
+_PARAMS: dict[Any, tuple[str, ...] | None] = {}
+
+
+def param_names(func: Any) -> tuple[str, ...] | None:
+    """The positional parameter names of a torch function or Tensor method (from torch's own override
+    signatures), so `x.softmax(-1)` and `torch.softmax(x, dim=-1)` name their arguments alike; None if unknown."""
+    if func not in _PARAMS:
+        lam = _overrides().get(func)
+        try:
+            _PARAMS[func] = tuple(inspect.signature(lam).parameters) if lam is not None else None
+        except (TypeError, ValueError):
+            _PARAMS[func] = None
+    return _PARAMS[func]
+
+
+_OVERRIDES: dict[Any, Any] = {}
+
+
+def _overrides() -> dict[Any, Any]:
+    if not _OVERRIDES:
+        from torch.overrides import get_testing_overrides
+
+        _OVERRIDES.update(get_testing_overrides())
+    return _OVERRIDES
+
+
+def constant_key(func: Any, position: int) -> str:
+    """The name a positional argument goes by in `constants`: its parameter name when known, else its index."""
+    names = param_names(func)
+    return names[position] if names is not None and position < len(names) else str(position)
+
+
+def place_constants(func: Any, args: list[Any], kwargs: dict[str, Any], constants: dict[str, Any]) -> None:
+    """Put `constants` (keys: positional index, or parameter name) into `args` / `kwargs` in place: a name whose
+    slot is already filled positionally replaces that positional value."""
+    names = param_names(func) or ()
+    for key, value in constants.items():
+        position = int(key) if key.isdigit() else (names.index(key) if key in names else -1)
+        if 0 <= position < len(args):
+            args[position] = value
+        else:
+            kwargs[key] = value
 
 
 def _constant(value: Any) -> bool:
@@ -145,13 +190,19 @@ class _Recorder(TorchFunctionMode):
             inputs.append(a.detach() if isinstance(a, Tensor) else None)
             ids.append(id(a) if isinstance(a, Tensor) else None)
             if not isinstance(a, Tensor) and _constant(a):
-                constants[str(i)] = a
+                constants[constant_key(func, i)] = a
         for k, v in kwargs.items():
             if isinstance(v, Tensor):
                 inputs.append(v.detach())
                 ids.append(id(v))
             elif _constant(v):
                 constants[k] = v
+        for a in args:  # the tensors of a list argument (cat, stack) after the rest: positions stay the args'
+            if isinstance(a, list | tuple):
+                for t in a:
+                    if isinstance(t, Tensor):
+                        inputs.append(t.detach())
+                        ids.append(id(t))
         site = call_site(self.skip_dirs)
         if site.startswith(_INPUT_FILES):
             return out

@@ -2,6 +2,10 @@
 class: a hand-written LSTM or a Linear under another parent is the same computation), whether and in which
 order they are called, and their names as a last resort.
 
+Parameters set on a container (the model's root, or a module that also holds submodules: a loose
+`nn.Parameter` such as an attention query) are paired one by one the same way, by shape and the order of
+their first use in the forward (compare.structure.trace_calls records it), once the modules are paired.
+
 Within a group of same-shaped modules, called modules pair with called ones in call order and never-called ones
 (the original's unused performance encoder) with never-called ones. When call order and name similarity
 disagree, the group is "undecided": both assignments are kept for compare.pair_values to settle by value (the
@@ -147,4 +151,58 @@ def group_modules(reference: nn.Module, candidate: nn.Module, ref_modules: Itera
         by_order = _assign_by_order(names_r, names_c, rank_r, rank_c)
         by_name = _assign_by_name(names_r, names_c) if key == "signature" else by_order
         out.append(Group(sorted(names_r), sorted(names_c), by_order, by_name))
+    return out
+
+
+def container_parameters(model: nn.Module) -> set[str]:
+    """Parameters held directly by a module that also has submodules (the model's root included): loose
+    parameters, used in a forward rather than by a module of their own."""
+    out: set[str] = set()
+    for name, module in model.named_modules():
+        if any(True for _ in module.children()):
+            out.update(f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False))
+    return out
+
+
+def parameter_ranks(model: nn.Module, order: Sequence[str] | None) -> dict[str, int]:
+    """Parameter -> position of its first use: its own entry in `order` (a loose parameter's use recorded by
+    trace_calls) or else its module's own first call (not a descendant's: a parameter on the model's root that
+    the forward never reads has no rank)."""
+    rank = {name: i for i, name in enumerate(order or [])}
+    out: dict[str, int] = {}
+    for name, _ in model.named_parameters():
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        r = rank.get(name, rank.get(owner) if owner else None)
+        if r is not None:
+            out[name] = r
+    return out
+
+
+def group_parameters(reference: nn.Module, candidate: nn.Module, ref_names: Iterable[str],
+                     cand_names: Iterable[str], ref_order: Sequence[str] | None,
+                     cand_order: Sequence[str] | None) -> list[Group]:
+    """Groups of same-shaped single parameters and their assignments (by first use; by name similarity)."""
+    shapes_r = {n: tuple(p.shape) for n, p in reference.named_parameters()}
+    shapes_c = {n: tuple(p.shape) for n, p in candidate.named_parameters()}
+    rank_r, rank_c = parameter_ranks(reference, ref_order), parameter_ranks(candidate, cand_order)
+    groups_r: dict[tuple, list[str]] = defaultdict(list)
+    groups_c: dict[tuple, list[str]] = defaultdict(list)
+    wanted_r, wanted_c = set(ref_names), set(cand_names)
+    for n in shapes_r:  # registration order: deterministic, and the order ties keep
+        if n in wanted_r:
+            groups_r[shapes_r[n]].append(n)
+    for n in shapes_c:
+        if n in wanted_c:
+            groups_c[shapes_c[n]].append(n)
+    out = []
+    for shape, names_r in groups_r.items():
+        names_c = groups_c.get(shape, [])
+        if not names_c:
+            continue
+        if len(names_r) == 1 and len(names_c) == 1:
+            pair = {names_r[0]: names_c[0]}
+            out.append(Group(names_r, names_c, pair, pair))
+            continue
+        by_order = _assign_by_order(names_r, names_c, rank_r, rank_c)
+        out.append(Group(sorted(names_r), sorted(names_c), by_order, _assign_by_name(names_r, names_c)))
     return out

@@ -64,5 +64,6 @@ class ComparisonState:
     # reference's levels nothing of a fitting shape stood for; empty when the candidate records its own levels
     located: dict[str, dict[str, Any]] = field(default_factory=dict)
     not_located: list[str] = field(default_factory=list)
+    located_on: dict[str, Any] = field(default_factory=dict)  # the batch levels were located on
     derived: list[str] = field(default_factory=list)  # of those, computed by the adapter's run_level instead
     conventions: list[dict[str, str]] = field(default_factory=list)  # how the candidate is called (user models)

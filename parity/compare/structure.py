@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from percepiano_parity.compare.pairing import container_parameters
+
 # Which parameter-name prefixes (in the original's naming) make up each level; used for counts per level.
 LEVEL_PREFIXES: dict[str, tuple[str, ...]] = {
     "embedding": ("note_embedder.",),
@@ -143,9 +145,32 @@ def recording_functions(model: nn.Module) -> Iterator[list[dict[str, Any]]]:
             h.remove()
 
 
-def trace_calls(model: nn.Module, run: Callable[[], object]) -> list[str]:
-    """Every module's name in the order of its first call during `run()` (no gradients)."""
-    with recording_calls(model) as order, torch.no_grad():
+class _ParameterUses(TorchFunctionMode):
+    """Appends a watched parameter's name to `order` at the first operation that reads it."""
+
+    def __init__(self, order: list[str], watched: dict[int, str]) -> None:
+        super().__init__()
+        self.order, self.watched = order, watched
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+        if self.watched:
+            for a in (*args, *(kwargs or {}).values()):
+                for t in (a if isinstance(a, list | tuple) else (a,)):
+                    name = self.watched.pop(id(t), None) if isinstance(t, torch.Tensor) else None
+                    if name is not None:
+                        self.order.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def trace_calls(model: nn.Module, run: Callable[[], object], *, parameters: bool = False) -> list[str]:
+    """Every module's name in the order of its first call during `run()` (no gradients); with `parameters`,
+    also the name of each parameter held by a container (a loose `nn.Parameter`, see
+    compare.pairing.container_parameters) at its first use, in the same order."""
+    watched: dict[int, str] = {}
+    if parameters:
+        loose = container_parameters(model)
+        watched = {id(p): n for n, p in model.named_parameters() if n in loose}
+    with recording_calls(model) as order, torch.no_grad(), _ParameterUses(order, watched):
         run()
     return order
 

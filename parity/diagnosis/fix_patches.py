@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from percepiano_parity.compare.op_trace import call_site
+from percepiano_parity.compare.op_trace import call_site, place_constants
+from percepiano_parity.compare.relations.padding import model_lengths
 
 DROPOUTS = frozenset({"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"})
 
@@ -45,11 +46,7 @@ class OpPatch(TorchFunctionMode):
 
 def _with_constants(func: Callable[..., Any], args: tuple, kwargs: dict, constants: dict[str, Any]) -> Any:
     args_l = list(args)
-    for key, value in constants.items():
-        if key.isdigit() and int(key) < len(args_l):
-            args_l[int(key)] = value
-        else:
-            kwargs[key] = value
+    place_constants(func, args_l, kwargs, constants)
     return func(*args_l, **kwargs)
 
 
@@ -276,22 +273,6 @@ def install_gate_patch(model: nn.Module, module_path: str, blocks: list[int]) ->
     return True
 
 
-def _model_lengths(args: tuple, kwargs: dict) -> Tensor | None:
-    """The batch's item lengths from a model's forward arguments: a PackedSequence, a 1-D integer tensor, a
-    boolean (N, T) mask, or the non-zero rows of a padded (N, T, F) input."""
-    values = [*args, *kwargs.values()]
-    for a in values:
-        if isinstance(a, nn.utils.rnn.PackedSequence):
-            sizes = a.batch_sizes
-            lengths = (sizes.unsqueeze(0) > torch.arange(int(sizes[0])).unsqueeze(1)).sum(1)
-            return lengths[a.unsorted_indices.cpu()] if a.unsorted_indices is not None else lengths
-    for a in values:
-        if isinstance(a, Tensor) and a.dim() == 2 and a.dtype == torch.bool:
-            return a.sum(1).cpu()
-    first = next((a for a in values if isinstance(a, Tensor) and a.dim() == 3 and a.is_floating_point()), None)
-    return _real_lengths(first).cpu() if first is not None else None
-
-
 def _install_site_patch(model: nn.Module, site: dict[str, Any], transform: LevelTransform) -> bool:
     """Undo a layout change at the operation where a level was found by value (compare.locate): its result goes
     through the transform, with the batch's lengths read from the model's forward arguments. Only whole,
@@ -303,7 +284,7 @@ def _install_site_patch(model: nn.Module, site: dict[str, Any], transform: Level
     lengths: list[Tensor | None] = [None]
 
     def remember(_m: nn.Module, args: tuple, kwargs: dict) -> None:
-        lengths[0] = _model_lengths(args, kwargs)
+        lengths[0] = model_lengths(args, kwargs)
 
     def undo(func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         out = func(*args, **kwargs)
@@ -317,3 +298,11 @@ def _install_site_patch(model: nn.Module, site: dict[str, Any], transform: Level
 
     model.register_forward_pre_hook(remember, with_kwargs=True)
     return install_op_patch(model, "", frozenset({str(site["op"])}), str(site["where"]), undo)
+
+
+def install_padding_patch(model: nn.Module, spec: dict[str, Any]) -> bool:
+    """Zero levels' padding rows at the operations where they were found by value (a whole tensor, or the
+    channels of a concatenation a level is a slice of); see compare.relations.padding."""
+    from percepiano_parity.compare.relations.padding import install_zero_padding
+
+    return install_zero_padding(model, list(spec.get("targets") or [])) is not None

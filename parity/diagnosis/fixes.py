@@ -181,6 +181,13 @@ def _level_patch(model: nn.Module, findings: Sequence[Finding]) -> bool:
     return bool(spec) and install_level_patch(model, spec)
 
 
+def _zero_padding_rows(model: nn.Module, findings: Sequence[Finding]) -> bool:
+    from percepiano_parity.diagnosis.fix_patches import install_padding_patch
+
+    spec = _relation_spec(findings, "padding_rows")
+    return bool(spec) and install_padding_patch(model, spec)
+
+
 def _permute_gate_rows(model: nn.Module, findings: Sequence[Finding]) -> bool:
     from percepiano_parity.diagnosis.fix_patches import install_gate_patch
 
@@ -217,6 +224,7 @@ FIXES: dict[str, FixFn] = {
     "reorder_level_items": _level_patch,
     "reverse_level_time": _level_patch,
     "permute_gate_rows": _permute_gate_rows,
+    "zero_padding_rows": _zero_padding_rows,
     "remove_module": _remove_module,
     "float32": _float32,
     "restore_setting": _restore_setting,

@@ -29,6 +29,9 @@ from torch.overrides import TorchFunctionMode
 
 TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.dirname(os.path.abspath(__file__))  # the subjects stage: where the user's code is called from
+# the rest of the tool: what runs inside a forward (a fix's operation patch, a relation test's zeroing, a
+# recorder) is transparent, so an operation it passes on keeps the user's line
+_PACKAGE = os.path.dirname(_HERE)
 MAX_CALLERS = 8  # enclosing user frames kept in a site (a plain function called from two places is two sites)
 
 
@@ -72,14 +75,15 @@ class Recorded:
         return self.tensor._version != self.version
 
 
-_KIND: dict[str, int] = {}  # file name -> 0 the model's code, 1 torch's (skipped), 2 the tool's (the walk ends)
+_KIND: dict[str, int] = {}  # file name -> 0 the model's code, 1 torch's or the tool's own inside a forward
+#                             (skipped), 2 the tool's calling path (the walk ends)
 
 
 def _kind(name: str) -> int:
     kind = _KIND.get(name)
     if kind is None:
         kind = _KIND[name] = 2 if name.startswith(_HERE) else \
-            1 if name.startswith(TORCH_DIR) or name.startswith("<frozen") else 0
+            1 if name.startswith((TORCH_DIR, _PACKAGE, "<frozen")) else 0
     return kind
 
 
@@ -172,15 +176,24 @@ class WriteTracker:
     def read(self, func: Any, args: tuple) -> list[tuple[int, Tensor]]:
         """The pending tensors among what `func` reads of `args` (taken off the list: recorded once per change;
         the target of a write is not read)."""
-        if not self.pending:
+        pending = self.pending
+        if not pending:
             return []
-        first = 1 if self.writes(func) else 0
-        found = [(i, a) for i, a in enumerate(args) if i >= first and type(a) is Tensor and id(a) in self.pending]
+        found = None
+        for i, a in enumerate(args):  # ids first: a dictionary test per argument, nothing built on a miss
+            if id(a) in pending and type(a) is Tensor and (i or not self.writes(func)):
+                found = found or []
+                found.append((i, a))
+        if found is None:
+            return []
         for _, a in found:
-            del self.pending[id(a)]
+            del pending[id(a)]
         return found
 
     def wrote(self, func: Any, args: tuple) -> None:
+        known = self._writes.get(func)
+        if known is False:
+            return
         if self.writes(func) and args and isinstance(args[0], Tensor) and args[0].is_floating_point():
             target: Tensor | None = args[0]
             while target is not None:  # a slice written through: its base is what is read next
@@ -250,22 +263,25 @@ class OpRecorder(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.paused:
             return func(*args, **kwargs)
-        changed = self.writes.read(func, args)
+        writes = self.writes  # the hot path: tens of thousands of small operations per forward
+        changed = writes.read(func, args) if writes.pending else None
         site = None
         if changed:  # read after an in-place change: recorded as it is before this operation runs
             site = self._site(func)
             for i, value in changed:
                 self.add(site, f"input {i}", value)
         out = func(*args, **kwargs)
-        self.writes.wrote(func, args)
+        if writes._writes.get(func) is not False:
+            writes.wrote(func, args)
         kind = type(out)
         if kind is not Tensor and kind is not tuple and kind is not list:
             return out  # ints, bools, sizes, None: nothing to record
         if kind is Tensor and not (out.is_floating_point() and out.dim() > 0):
             return out
-        outputs = [(f"output {k}" if k else "output", v) for k, v in enumerate(out)] \
-            if isinstance(out, tuple | list) else [("output", out)]
-        outputs = [(role, v) for role, v in outputs if _floating(v)]
+        if kind is Tensor:  # the common case: one floating tensor (checked above)
+            self.add(site or self._site(func), "output", out)
+            return out
+        outputs = [(f"output {k}" if k else "output", v) for k, v in enumerate(out) if _floating(v)]
         if outputs:
             site = site or self._site(func)
             for role, value in outputs:

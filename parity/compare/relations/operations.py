@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from percepiano_parity.compare.op_divergence import Divergence
-from percepiano_parity.compare.op_trace import Op, Trace
+from percepiano_parity.compare.op_trace import Op, Trace, place_constants
 from percepiano_parity.compare.relations.result import Relation
 from percepiano_parity.compare.value_match import ValueIndex, relative_residual
 
@@ -79,11 +79,7 @@ def replay(op: Op, values: Any, swap: dict[int, Tensor] | None = None,
     swap = swap or {}
     args = [_resolve(a, values, swap) for a in op.args]
     kwargs = {k: _resolve(v, values, swap) for k, v in op.kwargs.items()}
-    for key, value in (constants or {}).items():
-        if key.isdigit() and int(key) < len(args):
-            args[int(key)] = value
-        else:
-            kwargs[key] = value
+    place_constants(op.func, args, kwargs, dict(constants or {}))
     try:
         with torch.no_grad():
             out = op.func(*args, **kwargs)

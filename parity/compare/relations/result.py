@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "different_arguments": "PP-REL-OP-ARGUMENTS",
     "random_in_eval": "PP-REL-RANDOM-IN-EVAL",
     "lstm_gate_order": "PP-REL-LSTM-GATE-ORDER",
+    "padding_rows": "PP-REL-PADDING-ROWS",
 }
 
 

@@ -9,6 +9,7 @@ LSTM gate order. The result is plain data: what was tested, each residual, the r
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from percepiano_parity.compare.op_divergence import first_divergent, match_trace
 from percepiano_parity.compare.op_trace import Trace, tracing
-from percepiano_parity.compare.relations import gates, layout, operations, randomness, softmax
+from percepiano_parity.compare.relations import gates, layout, operations, padding, randomness, softmax
 from percepiano_parity.compare.relations.result import Relation
 from percepiano_parity.compare.structure import level_of
 from percepiano_parity.compare.value_match import relative_residual
@@ -104,6 +105,8 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
     relations: list[Relation] = [layout.feature_permutation(level, ref32, cand_value, tol),
                                  layout.item_permutation(level, ref32, cand_value, tol, lengths),
                                  layout.time_reversal(level, ref32, cand_value, tol, lengths)]
+    if not forced:  # computed from the replica's own inputs: a difference may enter through padding rows
+        relations += _padding_relations(level, ref_taps, cand_taps, candidate, batch, lengths, tol)
     amap = ATTENTION_OF.get(level)
     if amap and amap in ref_taps.attention and amap in cand_taps.attention:
         r, c = ref_taps.attention[amap], cand_taps.attention[amap]
@@ -136,7 +139,7 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
 # Among relations that hold, the one that says most about the mistake comes first (a softmax over another axis
 # is also "softmax called with another dim"; a temperature is also "an extra division"); the others stay as
 # evidence. Relations that do not hold are ordered by their residual.
-PREFERENCE = ("random_in_eval", "lstm_gate_order", "normalisation_axis", "softmax_temperature", "feature_permutation",
+PREFERENCE = ("random_in_eval", "padding_rows", "lstm_gate_order", "normalisation_axis", "softmax_temperature", "feature_permutation",
               "item_permutation", "time_reversal", "missing_op", "extra_op", "different_op", "different_arguments")
 
 
@@ -164,6 +167,33 @@ def _level_site(candidate: Any, level: str) -> dict[str, Any] | None:
     layout = found.layout
     return {"op": found.site.op, "where": found.site.where, "layout": layout.kind,
             "whole": layout.width is None and not layout.offset and not layout.squeeze and not layout.transpose}
+
+
+def _padding_relations(level: str, ref_taps: Any, cand_taps: Any, candidate: Any, batch: CanonicalBatch,
+                       lengths: Tensor, tol: float) -> list[Relation]:
+    def site_of(name: str) -> dict[str, Any] | None:
+        found = (getattr(candidate, "sites", None) or {}).get(name)
+        if found is None or found.role != "output" or found.concat or \
+                found.layout.kind not in ("batch_first", "time_first") or found.layout.squeeze or found.layout.transpose:
+            return None
+        return {"op": found.site.op, "where": found.site.where, "layout": found.layout.kind,
+                "offset": found.layout.offset, "width": found.layout.width}
+
+    def rerun(targets: Any) -> tuple[Tensor | None, int]:
+        own = candidate.model
+        scratch = copy.deepcopy(own)
+        mode = padding.install_zero_padding(scratch, targets, lengths)
+        if mode is None:
+            return None, 0
+        candidate.model = scratch
+        try:
+            with torch.no_grad():
+                return candidate.run(batch, grads=False).levels.get(level), mode.applied
+        finally:
+            candidate.model = own
+
+    return padding.padding_relations(level, ref_taps.levels, cand_taps.levels, lengths, tol, site_of, rerun,
+                                     ", ".join(batch.tags))
 
 
 def _gate_relations(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, names: list[str],

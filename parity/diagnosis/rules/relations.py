@@ -66,7 +66,8 @@ def relation_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
                                 if f.kind == "forward.relation" and f is not rel) or None,
     }
     details = ev.get("details") or {}
-    for key in ("replica_order", "torch_order", "module", "factor", "temperature", "function", "missing", "extra"):
+    for key in ("replica_order", "torch_order", "module", "factor", "temperature", "function", "missing", "extra",
+                "padding_level", "original_fills", "replica_fills"):
         if key in details:
             out[key] = details[key]
     if "zeroed_share" in details:
@@ -104,6 +105,15 @@ RULES: list[Rule] = [
           "Make the operation follow the model's mode: use nn.Dropout modules, or pass training=self.training "
           "to nn.functional.dropout«({op_site})».",
           "eval_randomness_off", 3),
+    _rule("PP-REL-PADDING-ROWS", "padding_rows", "A difference carried in by the padding rows of {padding_level}",
+          "Leaves the rows past each item's length as its own computation makes them (here: {original_fills}), and "
+          "its later computation reads them: the head's pooling masks only rows whose sum is exactly zero, after "
+          "a Linear with bias, so padding rows take part in its attention.",
+          "At {level}, {summary} (residual {residual}; without the change: {baseline}).",
+          "Only the items whose padding rows differ change«, at {level} and after it (logits by up to "
+          "{logits_max_abs:.3g})»; which items depends on batch composition, so it shifts between runs.",
+          "Leave the padding rows of {padding_level} as the original does ({original_fills})«, at {op_site}».",
+          "zero_padding_rows", 26),
     _rule("PP-REL-LSTM-GATE-ORDER", "lstm_gate_order",
           "LSTM gate rows read in another order«: {replica_order} instead of {torch_order}»",
           "Uses torch LSTMs, whose 4H rows of every weight and bias are the gates i, f, g, o in that order.",
