@@ -122,6 +122,29 @@ def _assign_by_name(refs: Iterable[str], cands: list[str]) -> dict[str, str]:
     return out
 
 
+def _buckets(names: Iterable[str], wanted: Iterable[str], key_of) -> dict[tuple, list[str]]:  # noqa: ANN001
+    """The wanted names grouped by `key_of(name)`, in the given (registration) order: deterministic, and the
+    order ties keep."""
+    keep = set(wanted)
+    out: dict[tuple, list[str]] = defaultdict(list)
+    for n in names:
+        if n in keep:
+            out[key_of(n)].append(n)
+    return out
+
+
+def _group(names_r: list[str], names_c: list[str], rank_r: dict[str, int], rank_c: dict[str, int],
+           by_names: bool) -> Group:
+    """One group's assignments: a single pair is decided; otherwise by call order (first use), and by name
+    similarity as the other opinion when `by_names`."""
+    if len(names_r) == 1 and len(names_c) == 1:
+        pair = {names_r[0]: names_c[0]}
+        return Group(names_r, names_c, pair, pair)
+    by_order = _assign_by_order(names_r, names_c, rank_r, rank_c)
+    by_name = _assign_by_name(names_r, names_c) if by_names else by_order
+    return Group(sorted(names_r), sorted(names_c), by_order, by_name)
+
+
 def group_modules(reference: nn.Module, candidate: nn.Module, ref_modules: Iterable[str], cand_modules: Iterable[str],
                   ref_order: Sequence[str] | None, cand_order: Sequence[str] | None,
                   key: str = "signature") -> list[Group]:
@@ -130,27 +153,14 @@ def group_modules(reference: nn.Module, candidate: nn.Module, ref_modules: Itera
     mods_r = dict(reference.named_modules())
     mods_c = dict(candidate.named_modules())
     rank_r, rank_c = ranks(reference, ref_order), ranks(candidate, cand_order)
-    groups_r: dict[tuple, list[str]] = defaultdict(list)
-    groups_c: dict[tuple, list[str]] = defaultdict(list)
-    wanted_r, wanted_c = set(ref_modules), set(cand_modules)
-    for n in mods_r:  # registration order: deterministic, and the order ties keep
-        if n in wanted_r:
-            groups_r[of(mods_r[n])].append(n)
-    for n in mods_c:
-        if n in wanted_c:
-            groups_c[of(mods_c[n])].append(n)
+    groups_r = _buckets(mods_r, ref_modules, lambda n: of(mods_r[n]))
+    groups_c = _buckets(mods_c, cand_modules, lambda n: of(mods_c[n]))
     out = []
     for sig, names_r in groups_r.items():
         names_c = groups_c.get(sig, [])
         if not names_c or (key != "signature" and len(names_r) != len(names_c)):
             continue
-        if len(names_r) == 1 and len(names_c) == 1:
-            pair = {names_r[0]: names_c[0]}
-            out.append(Group(names_r, names_c, pair, pair))
-            continue
-        by_order = _assign_by_order(names_r, names_c, rank_r, rank_c)
-        by_name = _assign_by_name(names_r, names_c) if key == "signature" else by_order
-        out.append(Group(sorted(names_r), sorted(names_c), by_order, by_name))
+        out.append(_group(names_r, names_c, rank_r, rank_c, by_names=key == "signature"))
     return out
 
 
@@ -185,24 +195,11 @@ def group_parameters(reference: nn.Module, candidate: nn.Module, ref_names: Iter
     shapes_r = {n: tuple(p.shape) for n, p in reference.named_parameters()}
     shapes_c = {n: tuple(p.shape) for n, p in candidate.named_parameters()}
     rank_r, rank_c = parameter_ranks(reference, ref_order), parameter_ranks(candidate, cand_order)
-    groups_r: dict[tuple, list[str]] = defaultdict(list)
-    groups_c: dict[tuple, list[str]] = defaultdict(list)
-    wanted_r, wanted_c = set(ref_names), set(cand_names)
-    for n in shapes_r:  # registration order: deterministic, and the order ties keep
-        if n in wanted_r:
-            groups_r[shapes_r[n]].append(n)
-    for n in shapes_c:
-        if n in wanted_c:
-            groups_c[shapes_c[n]].append(n)
+    groups_r = _buckets(shapes_r, ref_names, shapes_r.__getitem__)
+    groups_c = _buckets(shapes_c, cand_names, shapes_c.__getitem__)
     out = []
     for shape, names_r in groups_r.items():
         names_c = groups_c.get(shape, [])
-        if not names_c:
-            continue
-        if len(names_r) == 1 and len(names_c) == 1:
-            pair = {names_r[0]: names_c[0]}
-            out.append(Group(names_r, names_c, pair, pair))
-            continue
-        by_order = _assign_by_order(names_r, names_c, rank_r, rank_c)
-        out.append(Group(sorted(names_r), sorted(names_c), by_order, _assign_by_name(names_r, names_c)))
+        if names_c:
+            out.append(_group(names_r, names_c, rank_r, rank_c, by_names=True))
     return out
