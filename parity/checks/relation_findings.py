@@ -30,7 +30,9 @@ def relation_findings(state: ComparisonState) -> list[Finding]:
     for order, result in enumerate(state.relations):
         level = result.get("level", "")
         common: dict[str, Any] = {"root_level": level, "root_index": order, "batch": result.get("batch"),
-                                  "tolerance": result.get("tolerance"), "tested": result.get("tested", [])}
+                                  "tolerance": result.get("tolerance"), "tested": result.get("tested", []),
+                                  "level_baseline": result.get("baseline"),
+                                  "teacher_forced": result.get("teacher_forced")}
         if result.get("first_op"):
             common["first_op"] = result["first_op"]
         if order:

@@ -5,7 +5,9 @@ first divergent one inherits its difference, so a second, independent mistake fu
 level already differs. Once the first explanation's mechanical fix is verified, the audit runs again on the
 fixed copy of the replica, on every batch; what still differs there has another cause, diagnosed the same way
 (relation tests at its root, a fix applied on top and verified). Each explanation found this way says which
-fixes it was found behind. At most MAX_ROUNDS rounds; add-only: a failure never changes a verdict.
+fixes it was found behind. A fix that removed most of the logits difference but left some of its findings (the
+second cause shows in the same levels) is looked behind too; when the fix found there is verified, the two
+together leave nothing, and the first says it was verified together with it. At most MAX_ROUNDS rounds; add-only: a failure never changes a verdict.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from percepiano_parity.replica.batch import CanonicalBatch
 from percepiano_parity.subjects.subject import Subject
 
 MAX_ROUNDS = 2
+MOSTLY = 0.5  # share of the logits difference a fix must remove to be looked behind when unverified
 
 
 def _significant(report_findings: Sequence[Finding], keys: Sequence[str]) -> bool:
@@ -53,7 +56,7 @@ def peel(report: Report, reference: Subject, candidate: Subject, batches: Sequen
     findings: list[Finding] = list(report.findings)
     present = {e.id for e in report.explanations}
     for _ in range(MAX_ROUNDS):
-        verified = [e for e in report.explanations if e.fix_verified and e not in applied]
+        verified = [e for e in report.explanations if e not in applied and (e.fix_verified or _mostly(e))]
         if not verified:
             return
         applied += verified
@@ -85,11 +88,31 @@ def peel(report: Report, reference: Subject, candidate: Subject, batches: Sequen
             _replace_findings(scratch, after)
             verify_report_fixes(scratch, state, reference, fixed, batches, settings)
             _add(report, new, after)
+            _verified_together(applied, new)
             findings = list(report.findings)
         except Exception as exc:  # noqa: BLE001 - add-only
             report.settings.setdefault("notes", []).append(
                 f"looking behind the verified fixes failed: {type(exc).__name__}: {str(exc)[:160]}")
             return
+
+
+def _mostly(exp: Explanation) -> bool:
+    """A fix that was applied and removed most of the logits difference without removing every finding it
+    claims: another cause further down may hold the rest (it is looked for behind it)."""
+    share = exp.effect_measured.get("share_of_logits_difference_explained")
+    return exp.fix_verified is False and isinstance(share, int | float) and share >= MOSTLY
+
+
+def _verified_together(applied: Sequence[Explanation], new: Sequence[Explanation]) -> None:
+    """The fixes of `applied` plus the verified fixes found behind them, applied together, leave none of the
+    findings: a fix that accounted for most of the difference alone is verified together with them."""
+    behind = [e.id for e in new if e.fix_verified]
+    if not behind or any(e.fix_verified is False and not _mostly(e) for e in applied):
+        return
+    for exp in applied:
+        if exp.fix_verified is False:
+            exp.fix_verified = True
+            exp.effect_measured = {**exp.effect_measured, "verified_together_with": ", ".join(behind)}
 
 
 def _replace_findings(report: Report, findings: Sequence[Finding]) -> None:

@@ -45,6 +45,9 @@ MOVES = frozenset({"_pack_padded_sequence", "_pad_packed_sequence", "index_selec
 # (functional code), such a move is a consumer's, equal to the level only when the batch happens to be in order;
 # a module holding the computing one may return through one (pad_packed_sequence restoring the batch order)
 PADDED = ("batch_first", "time_first")
+# what is computed from a level not found agrees with the original to float32 rounding (not merely within the
+# locating tolerance): the level is then held in a layout not known here rather than computed differently
+AGREES = 1e-5
 REORDERS = frozenset({"index_select", "gather", "take", "take_along_dim"})
 ATTENTION_INPUTS = {"attn.beat": ("note", "voice"), "attn.measure": ("beat",)}
 ATTENTION_CONSUMER = {"attn.beat": "beat_nodes", "attn.measure": "measure_nodes", "attn.final": "pooled"}
@@ -390,9 +393,12 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
         before = min((earliest[m] for m in consumers.get(name, []) if m in earliest), default=len(records) + 1)
         if name not in ATTENTIONS:  # an input that exists only as a slice of this level's concatenation
             after = max((settled[d] for d in _graph_inputs(name, graph) if d in settled), default=after)
-        # (a slice of the consumer's own concatenation counts: the spanned levels inside total_note_cat)
-        usable = [t for t in hits[name] if after < t.candidate.record.index < before
-                  or (t.candidate.record.index == before and t.layout.width is not None)] or hits[name]
+        usable = [t for t in hits[name] if after < t.candidate.record.index < before]
+        if not any(t.layout.kind in PADDED for t in usable):
+            # a slice of the consumer's own concatenation, when the level has no padded form of its own before
+            # it (the spanned levels inside total_note_cat)
+            usable += [t for t in hits[name] if t.candidate.record.index == before and t.layout.width is not None]
+        usable = usable or hits[name]
         computing = [t for t in usable if t.candidate.record.site.op not in MOVES] or usable
         origin = min(computing, key=lambda t: t.candidate.record.index)
         # a final form is one the computing module hands on: recorded in that module or one holding it, never
@@ -417,7 +423,7 @@ def locate(reference_levels: Mapping[str, Tensor], reference_attention: Mapping[
     for name in names:
         if name in found or exact_only:
             continue
-        if consumers.get(name) and all(m in exact for m in consumers[name]):
+        if consumers.get(name) and all(m in exact and found[m].error <= AGREES for m in consumers[name]):
             continue  # what is computed from it equals the reference: a layout not known here, not a departure
         ref = reference_levels.get(name, reference_attention.get(name))
         # after the latest level it is computed from, directly or through levels not found themselves

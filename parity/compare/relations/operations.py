@@ -18,6 +18,7 @@ holds when the level then equals the original's within tolerance; its residual i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -35,6 +36,10 @@ ELEMENTWISE = frozenset({
     "__truediv__", "__add__", "__sub__", "__rmul__", "__radd__", "pow", "__pow__", "clamp", "square", "erf",
     "log_sigmoid", "softsign", "tanhshrink", "dropout", "selu", "celu", "glu", "hardswish", "hardsigmoid",
 })
+
+# reductions one replica may write where the original has another (a mean for a sum): judged by calling the
+# original's function with the replica's own arguments (its dim is in the replica's layout)
+REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "prod", "logsumexp", "nansum", "nanmean"})
 
 
 class Recorded:
@@ -211,6 +216,25 @@ def operation_relations(level: str, div: Divergence, reference: Trace, candidate
                     {"action": "patch_op_input", "site": d.site, "name": d.name, "apply": q.name,
                      "constants": args, "input_position": position}))
                 break
+    if d.name in REDUCTIONS and d_inputs:
+        # another reduction of the same values: the original's counterpart, or, when the original's trace holds
+        # no counterpart of this input (it reduces another layout of it), each other reduction in turn
+        names = [q.name for q in div.counterparts if q.name in REDUCTIONS] or sorted(REDUCTIONS)
+        for name in dict.fromkeys(n for n in names if n != d.name):
+            other = _same_kind_function(d, name)
+            if other is None:
+                continue
+            residual = judge(replay(dataclasses.replace(d, func=other), cand_values))
+            q = next((c for c in div.counterparts if c.name == name), None)
+            if math.isfinite(residual) and (q is not None or residual <= tol):
+                said = q.qualname if q is not None else f"{d.qualname.split('.')[0]}.{name}"
+                out.append(_relation(
+                    "different_op", level, div, q, residual, tol,
+                    f"the replica applies {d.qualname}{_args_text(d.constants)} where the original reduces with "
+                    f"{said} (with {name} in its place, the level is the original's)",
+                    {"replica": d.qualname, "original": said},
+                    {"action": "patch_op", "site": d.site, "name": d.name, "replace_with": name,
+                     "constants": dict(d.constants)}))
     if d.name in ELEMENTWISE and d_inputs:
         # the replica applies d where the original applies another function (or nothing) to the same input
         x = d_inputs[0]
@@ -238,6 +262,12 @@ def operation_relations(level: str, div: Divergence, reference: Trace, candidate
                 {"action": "patch_op", "site": d.site, "name": d.name, "identity": True}))
     out.sort(key=lambda r: (not r.holds, r.residual))
     return out
+
+
+def _same_kind_function(op: Op, name: str) -> Any:
+    """The function `name` called the way `op` was (a Tensor method for a method call, torch's otherwise)."""
+    owner = torch.Tensor if op.qualname.startswith("Tensor.") else torch
+    return getattr(owner, name, None)
 
 
 def _level_output_ids(candidate: Trace, value: Tensor | None) -> list[int]:

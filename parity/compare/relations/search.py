@@ -107,10 +107,12 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
                                  layout.time_reversal(level, ref32, cand_value, tol, lengths)]
     if not forced:  # computed from the replica's own inputs: a difference may enter through padding rows
         relations += _padding_relations(level, ref_taps, cand_taps, candidate, batch, lengths, tol)
+    out["teacher_forced"] = forced
     amap = ATTENTION_OF.get(level)
     if amap and amap in ref_taps.attention and amap in cand_taps.attention:
         r, c = ref_taps.attention[amap], cand_taps.attention[amap]
-        relations += [softmax.normalisation_axis(level, r, c, tol), softmax.temperature(level, r, c, tol)]
+        if r.shape != c.shape or relative_residual(r, c) > tol:  # a map that agrees explains nothing here
+            relations += [softmax.normalisation_axis(level, r, c, tol), softmax.temperature(level, r, c, tol)]
     if ref_trace is None:
         out["op_note"] = "a recorded reference: the original's operations inside a level are not in the bundle"
     else:

@@ -72,7 +72,11 @@ def _unexplained_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
         out["closest_residual"] = closest.get("residual")
         first_op = tested.evidence.get("first_op") or {}
         out["first_op"] = first_op.get("op")
-        out["baseline"] = next((t.get("baseline") for t in [closest] if t.get("baseline") is not None), None)
+        out["baseline"] = tested.evidence.get("level_baseline")
+        if out["baseline"] is None:
+            out["baseline"] = next((t.get("baseline") for t in [closest] if t.get("baseline") is not None), None)
+        out["inputs"] = ("computed from its own inputs (the replica cannot run one level alone)"
+                         if tested.evidence.get("teacher_forced") is False else "on the original's own inputs")
     return out
 
 
@@ -213,8 +217,8 @@ RULES: list[Rule] = [
         id="PP-FORWARD-UNEXPLAINED-LEVEL", title="Forward divergence at {root_level} that no tested relation explains",
         severity=Severity.ERROR,
         original_does="At {root_level}: «{level_what}».",
-        replica_does="Computes {root_level} differently«: on the original's own inputs it differs by {baseline} "
-                     "relative»«; tested {tested}, the closest ({closest_kind}) still leaves {closest_residual}»"
+        replica_does="Computes {root_level} differently«: {inputs} it differs by {baseline} relative»"
+                     "«; tested {tested}, the closest ({closest_kind}) still leaves {closest_residual}»"
                      "«; first divergent operation {first_op}».",
         effect="Every level from {root_level} on differs«, the logits by up to {logits_max_abs:.3g}»«, the loss by "
                "{loss_max_abs:.2g}».",
