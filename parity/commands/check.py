@@ -150,8 +150,9 @@ def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify 
     batches = batches_for(reference, options)
     edge = sum(1 for b in batches if any(t.startswith("edge:") for t in b.tags))
     if edge:  # said up front: `--batches 1` still runs the edge cases, so "1/7" is not a surprise
-        log.step(f"{len(batches) - edge} realistic and {edge} edge-case batches (--no-edge-cases leaves the edge "
-                 "cases out)")
+        normal = len(batches) - edge
+        log.step(f"{normal} realistic and {edge} edge-case batch{'es' if edge != 1 else ''} (--no-edge-cases "
+                 "leaves the edge cases out)")
     data_side = dataset_checks(options, reference)  # the user's dataset, before any model runs: fails fast
     if given is None:
         log.step("building the replica")
