@@ -75,7 +75,7 @@ def run(state: ComparisonState) -> CheckResult:
                    {(_owner(r), _owner(c)) for r, c, _, _ in wm.shape_conflicts})
     for mr, mc in pairs:
         sr, sc = ref["modules"].get(mr, {}), cand["modules"].get(mc, {})
-        common = sorted((set(sr) & set(sc)) - {"type", "mode"})
+        common = sorted((set(sr) & set(sc)) - {"type", "mode"} - LAYOUT_SETTINGS)
         diff = DeepDiff({k: sr[k] for k in common}, {k: sc[k] for k in common}, ignore_order=True)
         changed = {k: [sr[k], sc[k]] for k in common
                    if any(path.startswith(f"root['{k}']") for path in diff.affected_paths)}
@@ -126,6 +126,10 @@ def run(state: ComparisonState) -> CheckResult:
               **mapping_tables(state)}
     return CheckResult(CHECK, status, findings, tables=tables)
 
+
+# settings that choose a layout, not a computation: a time-first LSTM in a replica that keeps time first computes
+# what the original's batch-first one does (its levels are found by value in either layout)
+LAYOUT_SETTINGS = frozenset({"batch_first"})
 
 KNOWN_TYPES = frozenset({"Linear", "LSTM", "GRU", "RNN_TANH", "RNN_RELU", "Dropout", "LayerNorm", "BatchNorm1d",
                          "BatchNorm2d", "GELU", "Embedding", "ContextAttention", "ReLU", "Tanh", "SiLU", "ELU",

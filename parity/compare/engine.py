@@ -395,6 +395,8 @@ class Engine:
             agg = st.grads.setdefault(r, DiffAgg())
             floor = st.floors.grads.get(r, 0.0)
             thr = tol.threshold(floor, scales[r], grad=True, global_scale=global_scale)
+            if g_c.shape != g_r.shape and g_c.numel() == g_r.numel():  # paired up to size-1 dimensions
+                g_c = g_c.reshape(g_r.shape)
             bad = agg.fold(g_r, g_c.to(torch.float32), None, thr, index) or bad
         return bad
 

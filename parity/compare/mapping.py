@@ -77,6 +77,12 @@ class WeightMap:
         return out
 
 
+def same_values_shape(a: Shape, b: Shape) -> bool:
+    """Equal shapes, or equal once size-1 dimensions are dropped (a query stored as (heads, d) where the original
+    keeps (heads, d, 1)): the same values, copied with a reshape."""
+    return tuple(a) == tuple(b) or [d for d in a if d != 1] == [d for d in b if d != 1]
+
+
 def _owner(param: str) -> str:
     return param.rsplit(".", 1)[0] if "." in param else ""
 
@@ -123,7 +129,7 @@ def _apply_overrides(result: WeightMap, overrides: Mapping[str, str], ref_params
         canonical = aliases[c]
         rs, cs = tuple(ref_params[r].shape), tuple(cand_params[canonical].shape)
         result.override_pairs.add(r)
-        if rs != cs:
+        if not same_values_shape(rs, cs):
             result.shape_conflicts.append((r, canonical, rs, cs))
             continue
         if canonical in owner_of:  # two of the original's parameters, one of the replica's
@@ -275,7 +281,7 @@ def copy_weights(reference: nn.Module, candidate: nn.Module, weight_map: WeightM
     cand = dict(candidate.named_parameters())
     with torch.no_grad():
         for r, c in weight_map.pairs.items():
-            cand[c].copy_(ref[r].detach().to(cand[c].dtype))
+            cand[c].copy_(ref[r].detach().to(cand[c].dtype).reshape(cand[c].shape))
 
 
 def copy_state(tensors: Mapping[str, torch.Tensor], candidate: nn.Module, weight_map: WeightMap) -> None:
@@ -283,7 +289,7 @@ def copy_state(tensors: Mapping[str, torch.Tensor], candidate: nn.Module, weight
     cand = dict(candidate.named_parameters())
     with torch.no_grad():
         for r, c in weight_map.pairs.items():
-            cand[c].copy_(tensors[r].to(cand[c].dtype))
+            cand[c].copy_(tensors[r].to(cand[c].dtype).reshape(cand[c].shape))
 
 
 def renames(weight_map: WeightMap) -> list[dict[str, str]]:

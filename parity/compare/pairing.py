@@ -191,9 +191,11 @@ def parameter_ranks(model: nn.Module, order: Sequence[str] | None) -> dict[str, 
 def group_parameters(reference: nn.Module, candidate: nn.Module, ref_names: Iterable[str],
                      cand_names: Iterable[str], ref_order: Sequence[str] | None,
                      cand_order: Sequence[str] | None) -> list[Group]:
-    """Groups of same-shaped single parameters and their assignments (by first use; by name similarity)."""
-    shapes_r = {n: tuple(p.shape) for n, p in reference.named_parameters()}
-    shapes_c = {n: tuple(p.shape) for n, p in candidate.named_parameters()}
+    """Groups of same-shaped single parameters (size-1 dimensions aside) and their assignments (by first use;
+    by name similarity)."""
+    # shapes without size-1 dimensions: a query kept as (heads, d) is the original's (heads, d, 1)
+    shapes_r = {n: tuple(d for d in p.shape if d != 1) for n, p in reference.named_parameters()}
+    shapes_c = {n: tuple(d for d in p.shape if d != 1) for n, p in candidate.named_parameters()}
     rank_r, rank_c = parameter_ranks(reference, ref_order), parameter_ranks(candidate, cand_order)
     groups_r = _buckets(shapes_r, ref_names, shapes_r.__getitem__)
     groups_c = _buckets(shapes_c, cand_names, shapes_c.__getitem__)

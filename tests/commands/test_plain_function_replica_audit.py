@@ -76,3 +76,10 @@ def test_a_level_that_differs_slightly_is_still_where_the_difference_is_located(
     rows = {r["level"]: r for r in report.check("forward").tables["located"]}
     assert rows["beat_nodes"]["found"] == "nearest"
     assert rows["note"]["source"] != rows["total_note_cat"]["source"]
+
+
+@pytest.mark.original
+def test_time_first_lstms_are_a_layout_not_a_setting_that_differs(tmp_path):
+    report, options = audit("build_time_first_lstms", tmp_path)
+    assert report.verdict(options.severity) == "equivalent", [f.key for f in report.blocking(options.severity)]
+    assert not [f for f in report.check("structure").findings if f.kind == "structure.setting"]

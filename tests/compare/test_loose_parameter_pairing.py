@@ -102,3 +102,26 @@ def test_with_copied_weights_the_flat_model_computes_the_original():
     copy_weights(original, flat, pairing(original, flat, x))
     with torch.no_grad():
         assert torch.allclose(original(x), flat(x), atol=1e-6)
+
+
+class FlatSqueezed(Flat):
+    """The same queries kept as (heads, d), without the original's trailing 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("q_late", "q_never", "q_early"):
+            setattr(self, name, nn.Parameter(getattr(self, name).detach()[..., 0].clone()))
+
+    def pool(self, x: torch.Tensor, proj: nn.Linear, q: torch.Tensor) -> torch.Tensor:
+        return super().pool(x, proj, q.unsqueeze(-1))
+
+
+def test_a_query_without_the_trailing_1_pairs_and_takes_the_original_values():
+    torch.manual_seed(2)
+    original, flat = Original(), FlatSqueezed()
+    x = torch.randn(2, 5, 8)
+    weights = pairing(original, flat, x)
+    assert weights.pairs["first.context_vector"] == "q_early" and not weights.shape_conflicts
+    copy_weights(original, flat, weights)
+    with torch.no_grad():
+        assert torch.allclose(original(x), flat(x), atol=1e-6)

@@ -155,7 +155,7 @@ RULES: list[Rule] = [
         id="PP-SETTING", title="Module settings differ ({setting_changes})",
         severity=Severity.ERROR,
         original_does="Configures its modules as han_bigger256_concat.yml and model_m2pf.py say (e.g. exact GELU, "
-                      "bidirectional LSTMs, batch_first).",
+                      "bidirectional LSTMs).",
         replica_does="Configures {modules} differently: {setting_changes}.",
         effect="The modules compute something else (root level {root_level}; logits by up to "
                "{logits_max_abs:.3g}).",
