@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from percepiano_parity.batches.synthetic import generate_batches
-from percepiano_parity.core.guard import describe, is_code_failure, user_code
+from percepiano_parity.core.guard import describe, is_code_failure, location, user_code
 from percepiano_parity.replica.batch import ModelInput, collate
 from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.subjects.adapter import AdapterError
@@ -68,7 +68,10 @@ def _try(call: ModelCall, model: nn.Module, inp: ModelInput, *, only: bool = Fal
     except BaseException as exc:  # the user's model rejecting one convention is what we probe for
         if not is_code_failure(exc):
             raise
-        return None, _one_line(exc) if isinstance(exc, Exception) else describe(exc)
+        if not isinstance(exc, Exception):
+            return None, describe(exc)
+        where = location(exc)  # the user's line that raised, so a bug in the model is told from a convention
+        return None, _one_line(exc) + (f" (at {where})" if where else "")
 
 
 def _readable(raw: Any, call: ModelCall, inp: ModelInput) -> bool:
@@ -144,9 +147,12 @@ def _detect_input(model: nn.Module, call: ModelCall, inp: ModelInput, reference_
     if len(errors) == 1:
         raise AdapterError(f"the replica ({call.source}) failed on the probe batch (2 short segments) with "
                            f"{errors[0]}")
+    declared = sorted(call.conventions.declared)
+    hint = (f"your code fails with the declared conventions ({', '.join(declared)}) too, at the lines given"
+            if "input" in declared else "declare them in the adapter (input, mask, lengths, input_width, "
+            "location_base: see docs/user_replica.md)")
     raise AdapterError(f"could not call the replica ({call.source}) with the usual conventions "
-                       f"({'; '.join(errors[:3])}); declare them in the adapter (input, mask, lengths, input_width, "
-                       "location_base: see docs/user_replica.md)")
+                       f"({'; '.join(errors[:3])}); {hint}")
 
 
 def _shifted(inp: ModelInput, by: int) -> ModelInput:

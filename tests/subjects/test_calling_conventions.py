@@ -171,6 +171,25 @@ def test_a_model_no_convention_fits_is_one_line():
         make_user_subject(Picky(), Adapter(), spec="p", variant="han-total", config=SMALL_CONFIG)
 
 
+def test_a_model_failing_with_declared_conventions_names_its_line_not_a_declaration_to_add():
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, note_locations):
+            return x @ torch.zeros(3, 3)  # the user's own bug
+
+    class Declared:
+        input = "padded"
+
+    with pytest.raises(AdapterError) as caught:
+        make_user_subject(Broken(), Declared(), spec="b", variant="han-total", config=SMALL_CONFIG)
+    message = str(caught.value)
+    assert "test_calling_conventions.py:" in message and "in forward" in message
+    assert "declared conventions (input" in message and "declare them" not in message
+
+
 def test_the_bundled_replica_probes_to_the_original_conventions():
     subject = make_user_subject(build("han-total", SMALL_CONFIG), Adapter(), spec="r", variant="han-total",
                                 config=SMALL_CONFIG)
