@@ -39,7 +39,8 @@ ELEMENTWISE = frozenset({
 
 # reductions one replica may write where the original has another (a mean for a sum): judged by calling the
 # original's function with the replica's own arguments (its dim is in the replica's layout)
-REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "prod", "logsumexp", "nansum", "nanmean"})
+REDUCTION_ORDER = ("sum", "mean", "amax", "amin", "prod", "logsumexp", "nansum", "nanmean")  # commonest first
+REDUCTIONS = frozenset(REDUCTION_ORDER)
 
 
 class Recorded:
@@ -219,7 +220,7 @@ def operation_relations(level: str, div: Divergence, reference: Trace, candidate
     if d.name in REDUCTIONS and d_inputs:
         # another reduction of the same values: the original's counterpart, or, when the original's trace holds
         # no counterpart of this input (it reduces another layout of it), each other reduction in turn
-        names = [q.name for q in div.counterparts if q.name in REDUCTIONS] or sorted(REDUCTIONS)
+        names = [q.name for q in div.counterparts if q.name in REDUCTIONS] or list(REDUCTION_ORDER)
         for name in dict.fromkeys(n for n in names if n != d.name):
             other = _same_kind_function(d, name)
             if other is None:
