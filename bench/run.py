@@ -126,11 +126,11 @@ def locating_cost(original: Any, variant: str, config: replica.ModelConfig, batc
     level and attention map; `locate_whole` is the same on the whole batch; `record` is a later batch's forward
     with only the located sites recorded. The reference's own forward is not the candidate's cost and is
     excluded."""
+    from percepiano_parity.batches.canonical import collate
     from percepiano_parity.compare.engine import LOCATING_ITEMS, Engine
     from percepiano_parity.compare.locate import level_modules, locate
     from percepiano_parity.compare.relations.search import diagnosis_batch
-    from percepiano_parity.replica.batch import collate
-    from percepiano_parity.subjects.site_tap import SiteTap
+    from percepiano_parity.subjects.level_sites import SiteTap
     from percepiano_parity.subjects.user_subject import call_factory, load_factory, make_user_subject
 
     out: dict[str, Any] = {}

@@ -32,9 +32,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from percepiano_parity.batches.canonical import ModelInput
+from percepiano_parity.core.config import DEFAULT_CONFIG, ModelConfig
 from percepiano_parity.replica.attention import MASK_VALUE, ContextAttention
-from percepiano_parity.replica.batch import ModelInput
-from percepiano_parity.replica.config import DEFAULT_CONFIG, ModelConfig
 from percepiano_parity.replica.hierarchy import (
     make_higher_node,
     measure_segments_in_beat_space,

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from percepiano_parity.compat import adopt as _adopt
+from percepiano_parity.core.config import DEFAULT_CONFIG, ModelConfig
 from percepiano_parity.original_adapter.build import build_model, resolve_yml
 from percepiano_parity.original_adapter.data_ops import DataOps
 from percepiano_parity.original_adapter.errors import OriginalLoadError
@@ -32,7 +32,6 @@ from percepiano_parity.original_adapter.scripts import ScriptsAnalysis, analyse_
 from percepiano_parity.original_adapter.shims import MODEL_SHIMS
 from percepiano_parity.original_adapter.subject import OriginalSubject
 from percepiano_parity.original_adapter.variants import VARIANTS, check_variant, variant_ids
-from percepiano_parity.replica.config import DEFAULT_CONFIG, ModelConfig
 from percepiano_parity.subjects.subject import SubjectInfo
 
 __all__ = [
@@ -139,4 +138,3 @@ def load(path: str | Path | None = None, config: Mapping[str, Any] | None = None
     isolated = import_isolated(checkout.code_dir, MODEL_MODULES, MODEL_SHIMS)
     return Original(checkout, isolated)
 
-_adopt(__name__, "percepiano_parity.original_adapter")  # imported as `original_adapter` from a source checkout: become the installed package

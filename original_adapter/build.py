@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from percepiano_parity.core.config import DEFAULT_CONFIG, ModelConfig
 from percepiano_parity.original_adapter.errors import OriginalLoadError, describe_exception
 from percepiano_parity.original_adapter.isolation import Isolated
 from percepiano_parity.original_adapter.locate import DEFAULT_YML
 from percepiano_parity.original_adapter.variants import check_variant
-from percepiano_parity.replica.config import DEFAULT_CONFIG, ModelConfig
 
 
 def resolve_yml(root: Path, yml: str | Path | None) -> Path:

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from percepiano_parity.batches.canonical import CanonicalBatch
 from percepiano_parity.original_adapter.errors import OriginalLoadError, describe_exception
 from percepiano_parity.original_adapter.isolation import Isolated, import_isolated
 from percepiano_parity.original_adapter.shims import MODEL_SHIMS, TRAINING_SHIMS
-from percepiano_parity.replica.batch import CanonicalBatch
 
 if TYPE_CHECKING:
     from percepiano_parity.original_adapter import Original

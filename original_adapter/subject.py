@@ -25,14 +25,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence, pad_sequence
 
+from percepiano_parity.batches.canonical import BatchError, CanonicalBatch, collate
+from percepiano_parity.core.config import ModelConfig
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.original_adapter.errors import OriginalLoadError, describe_exception
 from percepiano_parity.original_adapter.isolation import Isolated
 from percepiano_parity.original_adapter.variants import HEADS
-from percepiano_parity.replica.batch import BatchError, CanonicalBatch, collate
-from percepiano_parity.replica.config import ModelConfig
-from percepiano_parity.subjects.subject import SubjectInfo
-from percepiano_parity.subjects.taps import Taps
+from percepiano_parity.subjects.subject import SubjectInfo, Taps
 
 
 def _padded(value: Any) -> Tensor:

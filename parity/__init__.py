@@ -17,8 +17,7 @@ Installed as `percepiano_parity` (this folder), with `percepiano_parity.replica`
     integrations  audits from a training script: `gate`, the Lightning `ParityCallback`
 
 Imports only run downward through that list (tested); `reports` lays a Report out and computes nothing.
-Old import names (`parity.*`, `replica.*`, ...) keep working through `percepiano_parity.compat`; so does
-`parity.gate(...)`.
+The one import name is `percepiano_parity` (`import percepiano_parity as parity`); `parity.gate(...)`.
 
 At the top level, imported on first use (the package itself imports no torch and no Lightning):
 
@@ -29,8 +28,6 @@ At the top level, imported on first use (the package itself imports no torch and
 """
 
 from typing import Any
-
-from percepiano_parity.compat import adopt as _adopt
 
 __version__ = "0.2.0"
 
@@ -51,4 +48,3 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'percepiano_parity' has no attribute {name!r}")
 
 
-_adopt(__name__, "percepiano_parity")

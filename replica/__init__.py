@@ -1,8 +1,7 @@
 """A faithful, readable re-implementation of every PercePiano model the original can train."""
 
-from percepiano_parity.compat import adopt as _adopt
-from percepiano_parity.replica.batch import CanonicalBatch, ModelInput, Segment, collate
-from percepiano_parity.replica.config import DEFAULT_CONFIG, SMALL_CONFIG, ModelConfig
+from percepiano_parity.batches.canonical import CanonicalBatch, ModelInput, Segment, collate
+from percepiano_parity.core.config import DEFAULT_CONFIG, SMALL_CONFIG, ModelConfig
 from percepiano_parity.replica.models import PercePianoModel
 from percepiano_parity.replica.variants import VARIANTS, build, get_variant
 
@@ -20,4 +19,3 @@ __all__ = [
     "get_variant",
 ]
 
-_adopt(__name__, "percepiano_parity.replica")  # imported as `replica` from a source checkout: become the installed package

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from percepiano_parity.core.config import ModelConfig
 from percepiano_parity.replica.attention import ContextAttention
-from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.replica.context import LevelContext
 from percepiano_parity.replica.fast_lstm import FastLSTM
 from percepiano_parity.replica.hierarchy import (

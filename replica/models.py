@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from percepiano_parity.core.config import ModelConfig
 from percepiano_parity.replica.attention import ContextAttention
-from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.replica.context import LevelContext
 from percepiano_parity.replica.embedder import NoteEmbedder
 from percepiano_parity.replica.encoder import HanEncoder

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from percepiano_parity.replica.config import DEFAULT_CONFIG, ModelConfig
+from percepiano_parity.core.config import DEFAULT_CONFIG, ModelConfig
 from percepiano_parity.replica.models import (
     MultiLevelModel,
     PercePianoModel,

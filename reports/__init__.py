@@ -12,7 +12,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from percepiano_parity.compat import adopt as _adopt
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.report import Report
 from percepiano_parity.reports._common import coerce_fail_on
@@ -90,4 +89,3 @@ __all__ = [
     "write_reports",
 ]
 
-_adopt(__name__, "percepiano_parity.reports")  # imported as `reports` from a source checkout: become the installed package

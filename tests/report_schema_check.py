@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from percepiano_parity.core.report_schema import schema_errors
+from percepiano_parity.core.report import schema_errors
 
 
 def invalid_reports(root: Path, seen: set[Path] | None = None) -> dict[Path, list[str]]:

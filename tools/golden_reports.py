@@ -38,7 +38,7 @@ def normalise(text: str) -> str:
 
 def _schema_errors(report: dict) -> list[str]:
     """The shipped schema's verdict on a report (every report written here validates); [] without jsonschema."""
-    from percepiano_parity.core.report_schema import schema_errors
+    from percepiano_parity.core.report import schema_errors
 
     try:
         return schema_errors(report)

@@ -4,7 +4,7 @@ Run from the project root after `parity data prepare` (see the README's "Real da
 
     python tools/real_hazards.py --cache /path/to/cache --out parity/data/real_hazards.json
 
-`parity/batches/synthetic_hazards.py` reads the per-segment and per-batch shares in it and makes the default
+`parity/batches/synthetic.py` reads the per-segment and per-batch shares in it and makes the default
 synthetic batches hit every hazard at least as often as the real segments do.
 """
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import torch
 
-from percepiano_parity.replica.batch import CanonicalBatch, Segment
-from percepiano_parity.replica.config import ModelConfig
+from percepiano_parity.batches.canonical import CanonicalBatch, Segment
+from percepiano_parity.core.config import ModelConfig
 
 SELFTEST_TAGS = ("selftest:beat-gap", "selftest:lone-first-note", "selftest:unequal")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from percepiano_parity.compare.noise import Tolerances
 from percepiano_parity.compare.state import ComparisonState
-from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import CheckResult
 

@@ -4,7 +4,7 @@ original's loader on one epoch of the audited split, per segment.
 The original's side is the loader of batches.real.loader (train_m2pf.py:70-106 and dataset.py: whole segments,
 batches of 8, RandomSampler order for train seeded with --seed, dataset order otherwise). The user's dataset is
 asked for the same performances in the same batch composition; what its collate returns is read back per item
-(subjects.user_dataset) and compared (compare.dataset). Finding kinds (check "dataset"):
+(subjects.user_data) and compared (compare.dataset). Finding kinds (check "dataset"):
 
 ===========================  ===============================================================================
 dataset.fold_membership      (location = the split) performances of the original's split the user's dataset
@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from percepiano_parity.batches.real.folds import parse_split
 from percepiano_parity.batches.real.loader import BATCH_SIZE, RealData
+from percepiano_parity.batches.real.splits import parse_split
 from percepiano_parity.compare.dataset import SegmentDelivery, compare_membership, compare_segment
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import CheckResult
-from percepiano_parity.subjects.user_dataset import DatasetRequest, load_dataset, run_batches
+from percepiano_parity.subjects.user_data import DatasetRequest, load_dataset, run_batches
 
 CHECK = "dataset"
 

@@ -1,29 +1,152 @@
-"""Forward check: per level, identical weights and batches, eval mode; real and padded positions apart.
-
-Each level is judged on its cumulative (free-running) error and, where the candidate can be teacher-forced,
-on its local error (the level computed from the reference's own inputs). The first divergent level is the
-first with cumulative error beyond tolerance; the root-cause level is the first with local error beyond it.
+"""Forward check: per level, identical weights and batches, eval mode; where the candidate computes each
+level; and the findings of the relation tests at each independent root.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from percepiano_parity.checks.location import (
-    calling_finding,
-    located_on_finding,
-    location_tables,
-    nearest_note,
-)
-from percepiano_parity.checks.relation_findings import relation_findings, short_site
 from percepiano_parity.compare.aggregate import DiffAgg, LevelAgg
-from percepiano_parity.compare.divergence import first_divergent, root_level
-from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.compare.state import ComparisonState, first_divergent, root_level
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.levels import LEVEL_SPACE, level_order
 from percepiano_parity.core.report import CheckResult
 
+# ----------------------------------------------------------------------------------------------------------
+# Where the candidate computes each of the original's levels, and how it is called: the forward check's
+# location and calling tables, for a user's model whose levels were found by value (compare.locate).
+#
+# Findings: one information finding with the calling conventions (declared, detected, and the inversion of sigmoid
+# outputs when the model returns predictions). A level found nowhere is reported by the forward check itself: a
+# mismatch at that level measured on the nearest tensor, or a missing level (warning) when nothing fits.
+
 CHECK = "forward"
+
+
+def location_rows(state: ComparisonState) -> list[dict[str, Any]]:
+    """One row per level or attention map: found (yes / nearest / no), operation, module, source line."""
+    rows = []
+    for name in sorted([*state.located, *state.not_located], key=level_order):
+        site = state.located.get(name)
+        if site is None:
+            derived = name in state.derived
+            rows.append({"level": name, "found": "no", "op": "adapter.run_level" if derived else "—",
+                         "module": "—", "source": "—", "called_from": "—",
+                         "layout": "no tensor of a fitting shape" + (
+                             "; computed by the adapter's run_level from the replica's own inputs" if derived else ""),
+                         "recorded_at": "—", "max_rel": None})
+            continue
+        rows.append({k: site.get(k) or "—" if k != "max_rel" else site.get(k)
+                     for k in ("level", "found", "op", "module", "source", "called_from", "layout", "recorded_at",
+                               "max_rel")})
+    return rows
+
+
+def calling_finding(state: ComparisonState) -> Finding | None:
+    if not state.conventions:
+        return None
+    parts = [f"{row['convention']} {row['value']} ({row['how']})" for row in state.conventions
+             if row["convention"] != "logits"]
+    inverted = any(row["convention"] == "logits" for row in state.conventions)
+    message = f"the {state.candidate_name} is called with " + ", ".join(parts)
+    if inverted:
+        message += "; it returns sigmoid outputs, inverted to logits in float64 for the comparison"
+    return Finding(CHECK, "forward.calling_conventions", "calling", Severity.INFO, message,
+                   evidence={"conventions": list(state.conventions)})
+
+
+def located_on_finding(state: ComparisonState) -> Finding | None:
+    """Which batch the levels were found on: the Located table's max_rel is that batch's, while the forward
+    check's mismatches are over every batch (a level can agree there and differ on another)."""
+    on = state.located_on
+    if not on:
+        return None
+    lengths = on.get("lengths") or []
+    return Finding(CHECK, "forward.located_on", "located", Severity.INFO,
+                   f"levels were found by value on {on.get('items')} of the {on.get('of_items')} items of batch "
+                   f"{on.get('batch', 0) + 1} of {on.get('batches', 1)} "
+                   f"({', '.join(on.get('tags') or []) or 'generated'}; lengths {', '.join(map(str, lengths))}): "
+                   "the Located table's max_rel is measured there; the forward check compares every batch",
+                   evidence=dict(on))
+
+
+def nearest_note(state: ComparisonState, level: str) -> str:
+    """For a level that was not found by value: which tensor stands in for it, for the finding's message."""
+    site = state.located.get(level)
+    if site is None or site.get("found") != "nearest":
+        return ""
+    return (f"; not found by value in the {state.candidate_name}'s forward: nearest tensor {site['op']} in "
+            f"{site['module']} at {site['source']}")
+
+
+def location_tables(state: ComparisonState) -> dict[str, list[dict[str, Any]]]:
+    tables: dict[str, list[dict[str, Any]]] = {}
+    if state.located or state.not_located:
+        tables["located"] = location_rows(state)
+    if state.conventions:
+        tables["calling"] = [dict(row) for row in state.conventions]
+    return tables
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Findings from the relation tests at each independent root level (compare.relations.search).
+#
+# For every root: a `forward.relation` finding per relation that holds (the measured residual, the operation,
+# the original's source line and the fix spec ride along as evidence), or one `forward.relations_tested` finding
+# saying what was tested and how close the nearest came. A root after the first is also named by a
+# `forward.root` finding: a second, independent mistake, with its own explanation.
+
+
+def short_site(site: str | None) -> str | None:
+    """'/long/path/to/file.py:12' -> 'file.py:12'."""
+    if not site or ":" not in site:
+        return site
+    path, _, line = site.rpartition(":")
+    return f"{Path(path).name}:{line}"
+
+
+def relation_findings(state: ComparisonState) -> list[Finding]:
+    out: list[Finding] = []
+    for order, result in enumerate(state.relations):
+        level = result.get("level", "")
+        common: dict[str, Any] = {"root_level": level, "root_index": order, "batch": result.get("batch"),
+                                  "tolerance": result.get("tolerance"), "tested": result.get("tested", []),
+                                  "level_baseline": result.get("baseline"),
+                                  "teacher_forced": result.get("teacher_forced")}
+        if result.get("first_op"):
+            common["first_op"] = result["first_op"]
+        if order:
+            out.append(Finding(CHECK, "forward.root", level, Severity.INFO,
+                               f"level {level} also differs on its own inputs: a second, independent root",
+                               evidence={"root_level": level, "root_index": order}))
+        holds = result.get("holds", [])
+        for rank, rel in enumerate(holds):
+            out.append(Finding(
+                CHECK, "forward.relation", f"{level}:{rel['kind']}", Severity.INFO,
+                f"at {level}: {rel['summary']} (residual {rel['residual']})",
+                metrics={"residual": rel["residual"], "baseline": rel.get("baseline")},
+                evidence={**common, **rel, "rank": rank, "op_short": short_site(rel.get("op_site")),
+                          "original_short": short_site(rel.get("original_site"))}))
+        if not holds:
+            closest = result.get("closest") or {}
+            note = result.get("note") or result.get("op_note") or ""
+            tested = ", ".join(sorted({t["kind"] for t in result.get("tested", [])})) or "none could run"
+            text = (f"at {level}: no tested relation holds (tested: {tested})"
+                    + (f"; closest: {closest['kind']}, residual {closest['residual']}" if closest else "")
+                    + (f"; {note}" if note else ""))
+            out.append(Finding(CHECK, "forward.relations_tested", level, Severity.INFO, text,
+                               metrics={"closest_residual": closest.get("residual")},
+                               evidence={**common, "closest": closest, "note": note}))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Forward check: per level, identical weights and batches, eval mode; real and padded positions apart.
+#
+# Each level is judged on its cumulative (free-running) error and, where the candidate can be teacher-forced,
+# on its local error (the level computed from the reference's own inputs). The first divergent level is the
+# first with cumulative error beyond tolerance; the root-cause level is the first with local error beyond it.
 
 
 def _fmt(agg: DiffAgg) -> str:

@@ -6,8 +6,8 @@ seed, a faithful replica's initial weights are bit-identical, which the check re
 
 from __future__ import annotations
 
+from percepiano_parity.compare.noise import Tolerances
 from percepiano_parity.compare.state import ComparisonState
-from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import CheckResult
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import CheckResult
-from percepiano_parity.subjects.watch import FiniteWatch
+from percepiano_parity.subjects.non_finite import FiniteWatch
 
 
 def _origin(first: dict[str, Any]) -> str:

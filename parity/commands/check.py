@@ -5,11 +5,11 @@
 It reads like the data flow, one named step per stage:
 
     inputs (waivers, mapping overrides, the previous report)
-    -> reference (subjects.reference)  -> batches (batches.plan)  -> candidate (subjects.candidate)
-    -> compare (compare.engine)  -> training checks (checks.training.run)
-    -> report: model checks, diagnosis, waivers (commands.audit)  -> verified fixes (diagnosis.verify, one
+    -> reference (subjects.sides)  -> batches (batches.plan)  -> candidate (subjects.sides)
+    -> compare (compare.engine)  -> training checks (checks.training)
+    -> report: model checks, diagnosis, waivers (commands.audit)  -> verified fixes (diagnosis.fixes, one
        explanation at a time so progress names each attempt)
-    -> drift against the previous report (commands.drift)
+    -> drift against the previous report (commands.waivers)
 
 Nothing is printed and no file is written here: progress and notes go to the callbacks, problems the user can
 fix raise `UsageError` with one line, anything else is a bug in the tool.
@@ -22,34 +22,35 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from percepiano_parity.batches.canonical import BatchError, CanonicalBatch
 from percepiano_parity.batches.plan import make_batches, validate_batches
-from percepiano_parity.checks.training.run import training_checks
+from percepiano_parity.checks.training import training_checks
 from percepiano_parity.commands.audit import (
     AuditSettings,
     build_report,
+    peel,
     skip_unsupported,
     verify_report_fixes,
 )
-from percepiano_parity.commands.drift import compute_drift, drift_note, load_previous
-from percepiano_parity.commands.peel import peel
-from percepiano_parity.commands.waivers import Waivers
+from percepiano_parity.commands.waivers import Waivers, compute_drift, drift_note, load_previous
 from percepiano_parity.compare.engine import Engine, EngineError, EngineOptions
-from percepiano_parity.compare.mapping import load_overrides
+from percepiano_parity.compare.noise import Tolerances
 from percepiano_parity.compare.state import ComparisonState
-from percepiano_parity.compare.tolerance import Tolerances
+from percepiano_parity.compare.weight_mapping import load_overrides
 from percepiano_parity.core.errors import UsageError
 from percepiano_parity.core.interrupts import signals_as_interrupted
 from percepiano_parity.core.options import CheckOptions
 from percepiano_parity.core.report import CheckResult, Report
-from percepiano_parity.replica.batch import BatchError, CanonicalBatch
-from percepiano_parity.subjects.candidate import (
+from percepiano_parity.subjects.non_finite import FiniteWatch, watch
+from percepiano_parity.subjects.sides import (
     Candidate,
+    Reference,
     candidate_from_model,
+    default_bundles,
     mapping_overrides,
     resolve_candidate,
+    resolve_reference,
 )
-from percepiano_parity.subjects.reference import Reference, default_bundles, resolve_reference
-from percepiano_parity.subjects.watch import FiniteWatch, watch
 
 Progress = Callable[[str, int, int], None]
 # what the engine's progress stages mean, for people reading a log (the other stages name themselves)
@@ -129,7 +130,7 @@ def run_check(options: CheckOptions, *, progress: Progress | None = None, notify
     model object as the candidate (options.replica and options.deviation are then ignored).
 
     Ctrl-C and SIGTERM raise `core.interrupts.Interrupted` meanwhile, so a `KeyboardInterrupt` or `SystemExit`
-    that the user's code raises is told apart from one the user sends (`core.guard`).
+    that the user's code raises is told apart from one the user sends (`core.errors`).
     """
     with signals_as_interrupted():
         return _run_check(options, progress, notify, given)

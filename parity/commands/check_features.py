@@ -2,8 +2,8 @@
 
     parity check-features --data CACHE --extractor mypkg.features:extract [--key-list NAME] [--segments N]
 
-One named step per stage: the original's matrices from the cache (batches.real.feature_reference) -> the
-user's extractor on the same performances (subjects.feature_extractor) -> the comparison per key and column
+One named step per stage: the original's matrices from the cache (batches.real.loader) -> the
+user's extractor on the same performances (subjects.user_data) -> the comparison per key and column
 (compare.features) -> findings (checks.features) -> explanations (diagnosis) -> the usual report writers.
 Exit codes as `parity check`: 0 equivalent, 1 a finding at or above --fail-on, 2 bad input (one line).
 """
@@ -14,13 +14,13 @@ import argparse
 from typing import Any
 
 from percepiano_parity.batches.real import cache as cache_files
-from percepiano_parity.batches.real.feature_reference import (
+from percepiano_parity.batches.real.loader import (
+    RealData,
     choose_segments,
     data_dir_of,
     labelled_keys,
     read_original_features,
 )
-from percepiano_parity.batches.real.loader import RealData
 from percepiano_parity.checks.features import CHECK, features_check
 from percepiano_parity.commands.audit import run_info
 from percepiano_parity.compare.features import ATOL, RTOL, compare_features
@@ -28,7 +28,7 @@ from percepiano_parity.core.errors import UsageError
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.report import Report
 from percepiano_parity.diagnosis import diagnose
-from percepiano_parity.subjects.feature_extractor import make_request, run_extractor
+from percepiano_parity.subjects.user_data import make_request, run_extractor
 
 DEFAULT_SEGMENTS = 8
 

@@ -39,7 +39,7 @@ from percepiano_parity.commands.options import (
     resolve_options,
 )
 from percepiano_parity.commands.report_output import CI_WIDTH, console_width, consoles  # noqa: F401 - public here
-from percepiano_parity.core.guard import describe, location, user_frame
+from percepiano_parity.core.errors import describe, location, user_frame
 from percepiano_parity.core.interrupts import Interrupted, signals_as_interrupted
 from percepiano_parity.core.report import ExitCode
 
@@ -237,9 +237,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from percepiano_parity.commands.options import OPTION_BY_NAME, CheckOptions
-    from percepiano_parity.commands.record_bundle import record_bundle
+    from percepiano_parity.commands.record import record_bundle
     from percepiano_parity.subjects.bundle import BundleError
-    from percepiano_parity.subjects.reference import model_config_for
+    from percepiano_parity.subjects.sides import model_config_for
 
     values = {}
     for name, raw in (("variant", args.variant), ("seed", args.seed), ("batches", args.batches),

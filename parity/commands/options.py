@@ -118,7 +118,7 @@ def _deviation(value: Any) -> str:
 
 
 def _data_split(value: Any) -> str:
-    from percepiano_parity.batches.real.folds import parse_split
+    from percepiano_parity.batches.real.splits import parse_split
 
     text = _text(value).strip()
     parse_split(text)
@@ -353,7 +353,7 @@ def validate(options: CheckOptions) -> None:
         if value and not Path(value).expanduser().exists():
             raise UsageError(f"{OPTION_BY_NAME[name].flag} {value}: no such file or folder")
     if options.model_config not in MODEL_CONFIGS:  # a YAML file: checked now even if a bundle will ignore it
-        from percepiano_parity.core.model_yaml import read_model_yaml
+        from percepiano_parity.core.config import read_model_yaml
 
         read_model_yaml(options.model_config)
     if options.data:
@@ -365,7 +365,7 @@ def validate(options: CheckOptions) -> None:
 def _validate_data(options: CheckOptions) -> None:
     """--data: a readable cache, and a reference that can run on it (a bundle fixes its own batches)."""
     from percepiano_parity.batches.real.cache import CacheError, read_manifest
-    from percepiano_parity.subjects.reference import REPLICA_REFERENCE_HOOK
+    from percepiano_parity.subjects.sides import REPLICA_REFERENCE_HOOK
 
     try:
         read_manifest(options.data)

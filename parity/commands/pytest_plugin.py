@@ -93,7 +93,7 @@ def parity_check(request: pytest.FixtureRequest) -> Callable[..., Report]:
         __tracebackhide__ = True
         report_dir = options.pop("report_dir", None)
         formats = options.pop("format", None)
-        from percepiano_parity.commands.report_dir import check_report_dir
+        from percepiano_parity.commands.report_output import check_report_dir
         from percepiano_parity.reports import FILE_NAMES, write_reports
 
         target = report_dir or (Path(default_dir) / request.node.name if default_dir else None)

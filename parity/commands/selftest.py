@@ -24,13 +24,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from percepiano_parity import replica
+from percepiano_parity.batches.canonical import CanonicalBatch
 from percepiano_parity.batches.selftest import default_selftest_batches
 from percepiano_parity.commands.audit import AuditSettings, audit, build_report, verify_report_fixes
 from percepiano_parity.compare.state import ComparisonState
+from percepiano_parity.core.config import SMALL_CONFIG, ModelConfig
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.report import CheckResult, Report
-from percepiano_parity.replica.batch import CanonicalBatch
-from percepiano_parity.replica.config import SMALL_CONFIG, ModelConfig
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
 from percepiano_parity.subjects.deviations import DEVIATIONS, Deviation
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
@@ -133,7 +133,7 @@ def _candidate(model: replica.PercePianoModel, variant: str, source: str) -> Rep
 
 def _training_checks() -> TrainingChecks | None:
     try:
-        from percepiano_parity.checks.training.suite import checks_for
+        from percepiano_parity.checks.training import checks_for
     except ImportError:
         return None
     return checks_for
@@ -203,7 +203,7 @@ def run_selftest(reference_factory: ReferenceFactory | None = None, config: Mode
     replica; with `original`, an `original_adapter` Original, its `subject`). `original` is also handed to the
     recipe, trajectory and data checks. `batches` default to `default_selftest_batches(config, seed)`: the
     hazard batches plus generated ones when batches.synthetic is available. `training_checks` defaults to
-    `checks.training.suite.checks_for` when importable.
+    `checks.training.checks_for` when importable.
     """
     started = time.perf_counter()
     if reference_factory is None:

@@ -1,12 +1,12 @@
 """`parity train-compare`: the original and the bundled replica (or a library deviation of it) trained side by side
-on real data (checks.training.outcome), a long run, not CI.
+on real data (checks.outcome), a long run, not CI.
 
     parity train-compare --original PATH --data CACHE [--fold K] [--epochs N] [--deviation NAME]
                          [--model-config default|small|FILE.yml] [--max-batches N] [--seed S]
 
 One named step per stage: the reference and the candidate (subjects), the replica loaded with the original's
 initial weights, the real batches of the fold (batches.real.loader), the three runs (original, replica, replica
-one float32 rounding step off: the noise) and the comparison (checks.training.outcome), diagnosis, the report
+one float32 rounding step off: the noise) and the comparison (checks.outcome), diagnosis, the report
 writers (with the curves in the HTML report). Exit codes as `parity check`.
 """
 
@@ -17,18 +17,17 @@ from typing import Any
 
 from percepiano_parity.batches.real.cache import CacheError
 from percepiano_parity.batches.real.loader import RealData
-from percepiano_parity.checks.training.outcome import outcome_check, perturb_last_bit, train_compare
-from percepiano_parity.checks.training.trajectory_sides import OriginalSide, Probe, ReplicaSide, spec_of
+from percepiano_parity.checks.outcome import outcome_check, perturb_last_bit, train_compare
 from percepiano_parity.commands.audit import run_info
-from percepiano_parity.compare.mapping import copy_weights, map_weights
+from percepiano_parity.compare.training import OriginalSide, Probe, ReplicaSide, spec_of
+from percepiano_parity.compare.weight_mapping import copy_weights, map_weights
 from percepiano_parity.core.errors import UsageError
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.options import CheckOptions
 from percepiano_parity.core.report import Report
 from percepiano_parity.diagnosis import diagnose
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
-from percepiano_parity.subjects.candidate import resolve_candidate
-from percepiano_parity.subjects.reference import resolve_reference
+from percepiano_parity.subjects.sides import resolve_candidate, resolve_reference
 
 
 def run_train_compare(original: str, cache: str, *, fold: int = 0, epochs: int = 2, deviation: str | None = None,

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from percepiano_parity.batches.canonical import CanonicalBatch
 from percepiano_parity.compare.metrics import compare, entropy_stats
 from percepiano_parity.core.levels import LEVEL_SPACE, Space
-from percepiano_parity.replica.batch import CanonicalBatch
 
 
 def _nanmax(a: float, b: float) -> float:

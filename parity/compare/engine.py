@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from percepiano_parity.batches.canonical import CanonicalBatch
 from percepiano_parity.compare.aggregate import (
     AttentionAgg,
     BatchProfile,
@@ -29,18 +30,14 @@ from percepiano_parity.compare.aggregate import (
     real_mask,
 )
 from percepiano_parity.compare.locate import level_modules, locate
-from percepiano_parity.compare.mapping import WeightMap, copy_weights, map_weights
-from percepiano_parity.compare.noise import FloorMeter, NoiseFloors
-from percepiano_parity.compare.pair_values import settle_by_values
+from percepiano_parity.compare.noise import FloorMeter, NoiseFloors, Tolerances
 from percepiano_parity.compare.relations.search import diagnosis_batch
 from percepiano_parity.compare.state import ComparisonState, InitStat
 from percepiano_parity.compare.structure import describe, recording_calls, recording_functions, trace_calls
-from percepiano_parity.compare.tolerance import Tolerances
-from percepiano_parity.replica.batch import CanonicalBatch
-from percepiano_parity.replica.config import ModelConfig
-from percepiano_parity.subjects.private_copy import private_copy
-from percepiano_parity.subjects.subject import Subject, TeacherForcible
-from percepiano_parity.subjects.taps import Taps
+from percepiano_parity.compare.weight_mapping import WeightMap, copy_weights, map_weights, settle_by_values
+from percepiano_parity.core.config import ModelConfig
+from percepiano_parity.subjects.recording import private_copy
+from percepiano_parity.subjects.subject import Subject, Taps, TeacherForcible
 
 Progress = Callable[[str, int, int], None]
 
@@ -210,7 +207,7 @@ class Engine:
     def _trial(self, weight_map: WeightMap, batch: CanonicalBatch) -> tuple[int, float, float]:
         """With the reference's weights copied into a scratch copy of the candidate as `weight_map` pairs them:
         (reference levels found by value in its forward, largest |logits difference|, largest |reference logit|),
-        for compare.pair_values."""
+        for compare.weight_mapping."""
         ref, cand = self.reference, self.candidate
         expected = self._reference_taps(batch)
         own = cand.model
@@ -434,8 +431,8 @@ class Engine:
 
     def locate_first_op(self, batch: CanonicalBatch) -> None:
         """Name the first divergent operation inside the root-cause level (teacher forced)."""
-        from percepiano_parity.compare.divergence import root_level
         from percepiano_parity.compare.first_op import first_divergent_op
+        from percepiano_parity.compare.state import root_level
 
         st = self.state
         level = root_level(st)
@@ -461,8 +458,8 @@ class Engine:
     def search_relations(self, batches: Sequence[CanonicalBatch]) -> None:
         """Relation tests at every independent root level (compare.relations.search), on the first batch where
         that level differs. Add-only: a failure is recorded as a note and never changes a verdict."""
-        from percepiano_parity.compare.divergence import independent_roots
         from percepiano_parity.compare.relations.search import search
+        from percepiano_parity.compare.state import independent_roots
 
         st = self.state
         forcible = st.local_available and callable(getattr(self.candidate, "run_level", None))

@@ -154,7 +154,7 @@ def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare_features(original: Any, candidate: Any) -> FeatureComparison:
-    """`original`: batches.real.feature_reference.OriginalFeatures; `candidate`: subjects.feature_extractor.
+    """`original`: batches.real.loader.OriginalFeatures; `candidate`: subjects.user_data.
     ExtractedFeatures over the same segments."""
     layout = compare_layouts(original.key_to_dim, candidate.key_to_dim)
     comparison = FeatureComparison(layout, [], {}, {}, {}, candidate.stats, dict(original.stats))

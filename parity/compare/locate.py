@@ -1,36 +1,156 @@
-"""Finding the original's levels in a candidate's forward by value.
-
-With the same weights and the same batch on both sides, each level the reference recorded (and each attention
-map) is looked for among every tensor the candidate computed (subjects.capture): in each layout a replica may
-keep it (subjects.layouts: batch-first or time-first, padded to any count with any padding value, packed rows,
-items' rows one after another, a channel slice of a concatenation, attention weights as (N, heads, L)), and in
-the concatenation of every occurrence of one site (a loop over items or segments). A level is found where a
-tensor equals it on every real row within `MATCH_REL` of its magnitude; of those, the last one before anything
-computed from the level is recorded (its final form: an earlier tensor may equal it only by chance on one batch),
-a whole tensor before a slice of a later concatenation, a padded layout before rows whose count could fit by
-chance; the report names the first computing operation that produced it.
-
-A level found nowhere is itself evidence: the nearest tensor between the level's inputs and its consumers stands
-in for it (most real rows equal, then one computed by the module holding the level's weights, then one as long
-as the level, then the first), so the forward check measures how far the replica departs there. A level is left
-unrecorded (a warning: it cannot be compared) when nothing of a fitting shape stands for it, or when every level
-computed from it was found: then it is kept in a layout not known here, and it does not depart.
+"""Finding the original's levels in a candidate's forward by value: which recorded tensor equals a given
+one, allowing another layout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from percepiano_parity.compare.mapping import WeightMap
 from percepiano_parity.compare.structure import level_of
+from percepiano_parity.compare.weight_mapping import WeightMap
 from percepiano_parity.core.levels import ATTENTIONS, LEVEL_SPACE, LEVELS, Space, level_order
-from percepiano_parity.subjects.capture import Recorded
-from percepiano_parity.subjects.layouts import KINDS, Counts, Layout, prepare, row_at, to_canonical
-from percepiano_parity.subjects.site_tap import LevelSite, as_rows, concatenated
+from percepiano_parity.subjects.level_sites import (
+    KINDS,
+    Counts,
+    Layout,
+    LevelSite,
+    as_rows,
+    concatenated,
+    prepare,
+    row_at,
+    to_canonical,
+)
+from percepiano_parity.subjects.recording import Recorded
+
+# ----------------------------------------------------------------------------------------------------------
+# Finding a value in a trace: which recorded tensor equals a given one, allowing another layout.
+#
+# Two sides compute the same thing in different layouts (batch-first or not, heads split by `view` or by
+# `split` + `stack`), so a value is looked up first element by element in the same shape, then as a multiset
+# (the same numbers in any order). Relative tolerance: a single operation on identical inputs rounds to about
+# 1e-7 of its scale in float32; `REL` leaves room for a few of them.
+
+REL = 1e-5  # relative to the larger magnitude of the two tensors
+MIN_SCALE = 1e-12
+
+
+@dataclass(frozen=True)
+class Match:
+    key: int  # what the index was built with (e.g. an op index)
+    layout: str  # "same" (element by element) or "multiset" (same values, another order)
+    residual: float  # largest |difference| relative to the scale
+
+
+def relative_residual(a: Tensor, b: Tensor) -> float:
+    """max |a - b| / max(|a|, |b|) over elements (same shape), 0 for two zero tensors."""
+    a64, b64 = a.detach().double().flatten(), b.detach().double().flatten()
+    scale = max(float(a64.abs().max()) if a64.numel() else 0.0, float(b64.abs().max()) if b64.numel() else 0.0)
+    if scale < MIN_SCALE:
+        return 0.0
+    diff = (a64 - b64).abs()
+    if torch.isnan(diff).any():
+        return float("inf")
+    return float(diff.max()) / scale
+
+
+def sorted_values(t: Tensor) -> Tensor:
+    return t.detach().float().flatten().sort().values
+
+
+def _signature(t: Tensor) -> tuple[float, float, float]:
+    """(sum, sum of |x|, max |x|) in float64: equal values (in any order) have close signatures."""
+    x = t.detach().double()
+    return float(x.sum()), float(x.abs().sum()), float(x.abs().max())
+
+
+class ValueIndex:
+    """Tensors (float, at least 2 elements) indexed by size and a value signature, for lookups by value.
+
+    Two tensors within `rel` of each other (relative to the larger magnitude m) have sums and absolute sums
+    within numel * rel * m, so only those candidates are compared element by element.
+    """
+
+    def __init__(self, items: Iterable[tuple[int, Tensor]]) -> None:
+        self._by_numel: dict[int, list[tuple[int, Tensor, tuple[float, float, float]]]] = defaultdict(list)
+        for key, t in items:
+            if t is None or not t.is_floating_point() or t.numel() < 2:
+                continue
+            self._by_numel[t.numel()].append((key, t, _signature(t)))
+        self._sorted: dict[int, Tensor] = {}
+
+    def _sorted_of(self, key: int, t: Tensor) -> Tensor:
+        if key not in self._sorted:
+            self._sorted[key] = sorted_values(t)
+        return self._sorted[key]
+
+    def _candidates(self, t: Tensor, rel: float) -> list[tuple[int, Tensor]]:
+        s, a, m = _signature(t)
+        out = []
+        for key, other, (so, ao, mo) in self._by_numel.get(t.numel(), ()):
+            slack = t.numel() * rel * max(m, mo) + 1e-30
+            if abs(s - so) <= slack and abs(a - ao) <= slack and abs(m - mo) <= rel * max(m, mo) + 1e-30:
+                out.append((key, other))
+        return out
+
+    def find(self, t: Tensor, rel: float = REL, first: bool = True) -> list[Match]:
+        """Keys of indexed tensors equal to `t` within `rel` (same-shape matches first)."""
+        if t is None or not t.is_floating_point() or t.numel() < 2:
+            return []
+        found: list[Match] = []
+        mine: Tensor | None = None
+        for key, other in self._candidates(t, rel):
+            if other.shape == t.shape:
+                r = relative_residual(other, t)
+                if r <= rel:
+                    found.append(Match(key, "same", r))
+                    if first:
+                        return found
+                    continue
+            mine = sorted_values(t) if mine is None else mine
+            r = relative_residual(self._sorted_of(key, other), mine)
+            if r <= rel:
+                found.append(Match(key, "multiset", r))
+                if first and len(found) > 8:
+                    break
+        found.sort(key=lambda m: (m.layout != "same", m.residual))
+        return found[:1] if first else found
+
+    def nearest(self, t: Tensor) -> Match | None:
+        """The indexed tensor of the same size closest to `t` as a multiset (for honest 'not found' reports)."""
+        if t is None or not t.is_floating_point() or t.numel() < 2:
+            return None
+        mine = sorted_values(t)
+        best: Match | None = None
+        for key, other, _sig in self._by_numel.get(t.numel(), ())[:200]:
+            r = relative_residual(self._sorted_of(key, other), mine)
+            if best is None or r < best.residual:
+                best = Match(key, "multiset", r)
+        return best
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Finding the original's levels in a candidate's forward by value.
+#
+# With the same weights and the same batch on both sides, each level the reference recorded (and each attention
+# map) is looked for among every tensor the candidate computed (subjects.recording): in each layout a replica may
+# keep it (subjects.level_sites: batch-first or time-first, padded to any count with any padding value, packed rows,
+# items' rows one after another, a channel slice of a concatenation, attention weights as (N, heads, L)), and in
+# the concatenation of every occurrence of one site (a loop over items or segments). A level is found where a
+# tensor equals it on every real row within `MATCH_REL` of its magnitude; of those, the last one before anything
+# computed from the level is recorded (its final form: an earlier tensor may equal it only by chance on one batch),
+# a whole tensor before a slice of a later concatenation, a padded layout before rows whose count could fit by
+# chance; the report names the first computing operation that produced it.
+#
+# A level found nowhere is itself evidence: the nearest tensor between the level's inputs and its consumers stands
+# in for it (most real rows equal, then one computed by the module holding the level's weights, then one as long
+# as the level, then the first), so the forward check measures how far the replica departs there. A level is left
+# unrecorded (a warning: it cannot be compared) when nothing of a fitting shape stands for it, or when every level
+# computed from it was found: then it is kept in a layout not known here, and it does not depart.
 
 # A located tensor equals the level within 1e-4 of the level's largest magnitude on every real row: 100x the
 # fixed minimum tolerance of the forward check (1e-6), so float32 reordering never hides a level, while any

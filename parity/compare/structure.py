@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from percepiano_parity.compare.pairing import container_parameters
+from percepiano_parity.compare.weight_mapping import container_parameters
 
 # Which parameter-name prefixes (in the original's naming) make up each level; used for counts per level.
 LEVEL_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -165,7 +165,7 @@ class _ParameterUses(TorchFunctionMode):
 def trace_calls(model: nn.Module, run: Callable[[], object], *, parameters: bool = False) -> list[str]:
     """Every module's name in the order of its first call during `run()` (no gradients); with `parameters`,
     also the name of each parameter held by a container (a loose `nn.Parameter`, see
-    compare.pairing.container_parameters) at its first use, in the same order."""
+    compare.weight_mapping.container_parameters) at its first use, in the same order."""
     watched: dict[int, str] = {}
     if parameters:
         loose = container_parameters(model)

@@ -7,7 +7,7 @@
         ...                             # a signal sent meanwhile is delivered when the block ends
 
 `Interrupted` is a `KeyboardInterrupt`, so code that does not know it (pytest, torch) treats it as one; the
-user-code guard (`core.guard`) lets it through, while a bare `KeyboardInterrupt` or `SystemExit` that the
+user-code guard (`core.errors`) lets it through, while a bare `KeyboardInterrupt` or `SystemExit` that the
 user's own code raises is reported as a failure of that code. Both context managers act only in the main
 thread (the only one Python delivers signals to) and leave a signal the process ignores (SIG_IGN, e.g. a
 background job's SIGINT) ignored.

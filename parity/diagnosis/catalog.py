@@ -10,7 +10,7 @@ How look-alike deviations are told apart (all from findings):
   head's width, the beat LSTM's shape, dropout settings and another variant's modules each leave their own
   structure findings;
 * without any structure change, the forward check's evidence says where the mismatches sit
-  (`evidence["pattern"]`, see parity.aggregate.PatternAgg) and the attention check how much attention mass
+  (`evidence["pattern"]`, see compare.aggregate.PatternAgg) and the attention check how much attention mass
   each side puts on padding:
 
   ============================  ==================  ===============================================================
@@ -31,21 +31,19 @@ from __future__ import annotations
 from percepiano_parity.diagnosis.rule import Rule
 from percepiano_parity.diagnosis.rules import (
     attention,
-    dataset,
-    features,
+    data,
     generic,
     hierarchy,
-    non_finite,
-    outcome,
-    precision_data,
+    numerics,
     recipe,
     relations,
     structure,
 )
 
 # Specific families first; every rule's priority fixes the order in which diagnosis tries it.
-RULES: list[Rule] = [*non_finite.RULES, *structure.RULES, *precision_data.RULES, *attention.RULES, *hierarchy.RULES,
-                     *relations.RULES, *recipe.RULES, *features.RULES, *dataset.RULES, *outcome.RULES, *generic.RULES]
+RULES: list[Rule] = [*numerics.NON_FINITE_RULES, *structure.RULES, *numerics.PRECISION_RULES, *attention.RULES,
+                     *hierarchy.RULES, *relations.RULES, *recipe.RULES, *data.FEATURE_RULES, *data.DATASET_RULES,
+                     *data.OUTCOME_RULES, *generic.RULES]
 
 
 def rule_by_id(rule_id: str) -> Rule | None:

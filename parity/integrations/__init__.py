@@ -3,7 +3,13 @@
 pipeline on the model about to be trained, so they sit at the level of the commands.
 """
 
-from percepiano_parity.integrations.gate import GateResult, ParityMismatchError, audit_model, gate
-from percepiano_parity.integrations.headline import headline, mismatch_line
+from percepiano_parity.integrations.gate import (
+    GateResult,
+    ParityMismatchError,
+    audit_model,
+    gate,
+    headline,
+    mismatch_line,
+)
 
 __all__ = ["GateResult", "ParityMismatchError", "audit_model", "gate", "headline", "mismatch_line"]

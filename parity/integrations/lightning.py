@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from percepiano_parity.core.errors import UsageError
-from percepiano_parity.integrations.gate import GateResult, ParityMismatchError, audit_model
-from percepiano_parity.integrations.headline import headline
+from percepiano_parity.integrations.gate import GateResult, ParityMismatchError, audit_model, headline
 
 try:
     from pytorch_lightning import Callback

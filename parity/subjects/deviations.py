@@ -15,8 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from percepiano_parity.core.config import ModelConfig
 from percepiano_parity.replica.attention import ContextAttention
-from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.replica.models import PercePianoModel
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE, Recipe
 from percepiano_parity.replica.variants import build
@@ -144,7 +144,7 @@ def _semantics(**changes: object) -> Callable[[PercePianoModel], None]:
 
 def _drop_feature(name: str) -> Callable[[PercePianoModel], None]:
     def change(model: PercePianoModel) -> None:
-        from percepiano_parity.replica.features import feature_columns, layout_for_width
+        from percepiano_parity.batches.features import feature_columns, layout_for_width
 
         drop = set(feature_columns(name, layout_for_width(model.config.input_size)))  # 79 synthetic, 101 real
         keep = [i for i in range(model.config.input_size) if i not in drop]

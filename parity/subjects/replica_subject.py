@@ -9,10 +9,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from percepiano_parity.replica.batch import CanonicalBatch, ModelInput, collate
+from percepiano_parity.batches.canonical import CanonicalBatch, ModelInput, collate
 from percepiano_parity.replica.models import PercePianoModel
-from percepiano_parity.subjects.subject import SubjectInfo
-from percepiano_parity.subjects.taps import Taps
+from percepiano_parity.subjects.subject import SubjectInfo, Taps
 
 
 @contextmanager

@@ -1,49 +1,27 @@
-"""A user's own re-implementation as an audit subject: how to call it, and where its levels are.
-
-`parity check --replica SPEC` names a factory, `module:function` or `path/to/file.py:function`, called after
-`torch.manual_seed(seed)` with whichever of the keyword arguments `variant`, `config` (a `replica.ModelConfig`)
-and `seed` it accepts (a model built in the original's order then gets the original's initial weights). It
-returns a model, or a pair `(model, adapter)`.
-
-The model is called through the one calling path (subjects.calling) with the conventions the adapter declares
-(subjects.conventions: input packed or padded, location_base, mask, lengths, output logits or predictions,
-input_width); whatever it leaves out is probed on a tiny batch (subjects.probe) and reported. Its levels are
-found by value (compare.locate over subjects.capture's recording of every intermediate tensor), so the adapter
-needs no hooks; optional adapter members override or add:
-
-    levels     {level name: module path}  the output of that module (forward hook) is the level;
-               "path:input" takes the module's first input instead. Level names: core.levels.LEVELS.
-               A tuple gives its first element, a PackedSequence is padded to its own lengths, a (sum of
-               lengths, C) tensor laid out like the packed input is unpacked to (N, T, C). If the module runs
-               more than once in one forward, its last output counts.
-    attention  {map name: module path}   a module whose output is softmax weights (N, L, heads);
-               names: attn.beat, attn.measure, attn.final.
-    mapping    {reference name: your name} for parameters or whole modules (longest prefix wins), or a
-               function reference name -> your name (None: no partner). Without it, parameters are paired by
-               name, then by shapes, call order and values.
-    forward(model, model_input) -> output   replaces the input side of the calling path; model_input is
-               replica.ModelInput (x, note_locations, labels, lengths). The output is read by the conventions.
-    run_level(model, level, inputs, model_input) -> Tensor   compute one level from the given inputs
-               (teacher forcing: tells a level's own error from the error it inherits). Optional.
-    level_inputs {level: (input level names)}   for run_level; default: the replica's level graph.
-    recipe(model) -> optimizer / (optimizer, scheduler) / a Lightning-like module   for the recipe check.
-               Default: the model itself when it has configure_optimizers.
+"""A user's own re-implementation as an audit subject: loading its factory, how to call it, and where its
+levels are.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from percepiano_parity.core.guard import call_user, user_code
+from percepiano_parity.batches.canonical import CanonicalBatch, ModelInput
+from percepiano_parity.core.config import ModelConfig
+from percepiano_parity.core.errors import UsageError, call_user, user_code
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
-from percepiano_parity.replica.batch import CanonicalBatch, ModelInput
-from percepiano_parity.replica.config import ModelConfig
 from percepiano_parity.subjects.adapter import (
     DEFAULT_ADAPTER,
     Adapter,
@@ -51,19 +29,143 @@ from percepiano_parity.subjects.adapter import (
     ReplicaAdapter,
     _module_path,
     custom_forward,
+    read_conventions,
     resolve_mapping,
     validate_adapter,
 )
-from percepiano_parity.subjects.calling import CallResult, ModelCall
-from percepiano_parity.subjects.capture import Recorded, recording
-from percepiano_parity.subjects.conventions import read_conventions
-from percepiano_parity.subjects.factory import call_factory, load_factory
-from percepiano_parity.subjects.layouts import Counts
-from percepiano_parity.subjects.probe import probe_conventions
+from percepiano_parity.subjects.calling import CallResult, ModelCall, probe_conventions
+from percepiano_parity.subjects.level_sites import Counts, LevelSite, SiteTap
+from percepiano_parity.subjects.recording import Recorded, recording
 from percepiano_parity.subjects.replica_subject import _model_input, preserved_state, training_loss
-from percepiano_parity.subjects.site_tap import LevelSite, SiteTap
-from percepiano_parity.subjects.subject import SubjectInfo
-from percepiano_parity.subjects.taps import Taps
+from percepiano_parity.subjects.subject import SubjectInfo, Taps
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading a user's replica factory (`module:function` or `path/to/file.py:function`) and calling it seeded, with
+# the keyword arguments it accepts; every failure is one line.
+
+
+def _import_target(target: str, option: str = "--replica") -> Any:
+    """A module from a dotted name or a .py file path."""
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{option}: {path} does not exist")
+        path = path.resolve()
+        name = "parity_user_replica_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"{option}: cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))  # the file may import its neighbours
+        sys.modules[name] = module
+        try:
+            with user_code("replica module"):
+                spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # `parity` as a console script does not put the cwd on sys.path
+    with user_code("replica module", context=target):  # finding it imports its parent packages
+        found = _find_module(target)
+    if found is None:
+        raise UsageError(f"{option}: no module named {target!r} (on sys.path or in the working folder)")
+    with user_code("replica module", context=target):
+        return importlib.import_module(target)
+
+
+def _find_module(target: str) -> Any:
+    """The import spec of a dotted module name, None when it or a parent package does not exist."""
+    try:
+        return importlib.util.find_spec(target)
+    except ModuleNotFoundError as exc:
+        parts = target.split(".")
+        if exc.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:
+            return None
+        raise
+    except ValueError:  # a relative or empty name
+        return None
+
+
+def load_factory(spec: str, option: str = "--replica") -> Callable[..., Any]:
+    """The callable named by `module:attr` or `path.py:attr`; UsageError (one line, naming `option`) when it
+    cannot be found."""
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        noun = "factory" if option == "--replica" else "function"
+        raise UsageError(f"{option} {spec!r}: expected module:{noun} or path.py:{noun}")
+    module = _import_target(target, option)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{option} {spec}: {target} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"{option} {spec}: {attr} is not callable")
+    return obj
+
+
+def call_factory(factory: Callable[..., Any], spec: str, *, variant: str, config: ModelConfig,
+                 seed: int) -> tuple[nn.Module, Any]:
+    """Seed, call the factory with the keyword arguments it accepts, validate what it returned."""
+    offered = {"variant": variant, "config": config, "seed": seed}
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = offered
+    else:
+        kwargs = {k: v for k, v in offered.items() if k in params}
+    torch.manual_seed(seed)
+    made = call_user("factory", factory, context=spec, **kwargs)
+    if isinstance(made, tuple) and len(made) == 2:
+        model, adapter = made
+    else:
+        model, adapter = made, None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"the replica factory {spec} returned {type(made).__name__}; expected an nn.Module or "
+                         "a (model, adapter) pair")
+    if not any(True for _ in model.parameters()):
+        raise UsageError(f"the replica factory {spec} returned a model without parameters")
+    adapter = adapter if adapter is not None else DEFAULT_ADAPTER
+    validate_adapter(model, adapter, spec)
+    return model, adapter
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A user's own re-implementation as an audit subject: how to call it, and where its levels are.
+#
+# `parity check --replica SPEC` names a factory, `module:function` or `path/to/file.py:function`, called after
+# `torch.manual_seed(seed)` with whichever of the keyword arguments `variant`, `config` (a `replica.ModelConfig`)
+# and `seed` it accepts (a model built in the original's order then gets the original's initial weights). It
+# returns a model, or a pair `(model, adapter)`.
+#
+# The model is called through the one calling path (subjects.calling) with the conventions the adapter declares
+# (subjects.adapter: input packed or padded, location_base, mask, lengths, output logits or predictions,
+# input_width); whatever it leaves out is probed on a tiny batch (subjects.calling) and reported. Its levels are
+# found by value (compare.locate over subjects.recording's recording of every intermediate tensor), so the adapter
+# needs no hooks; optional adapter members override or add:
+#
+#     levels     {level name: module path}  the output of that module (forward hook) is the level;
+#                "path:input" takes the module's first input instead. Level names: core.levels.LEVELS.
+#                A tuple gives its first element, a PackedSequence is padded to its own lengths, a (sum of
+#                lengths, C) tensor laid out like the packed input is unpacked to (N, T, C). If the module runs
+#                more than once in one forward, its last output counts.
+#     attention  {map name: module path}   a module whose output is softmax weights (N, L, heads);
+#                names: attn.beat, attn.measure, attn.final.
+#     mapping    {reference name: your name} for parameters or whole modules (longest prefix wins), or a
+#                function reference name -> your name (None: no partner). Without it, parameters are paired by
+#                name, then by shapes, call order and values.
+#     forward(model, model_input) -> output   replaces the input side of the calling path; model_input is
+#                replica.ModelInput (x, note_locations, labels, lengths). The output is read by the conventions.
+#     run_level(model, level, inputs, model_input) -> Tensor   compute one level from the given inputs
+#                (teacher forcing: tells a level's own error from the error it inherits). Optional.
+#     level_inputs {level: (input level names)}   for run_level; default: the replica's level graph.
+#     recipe(model) -> optimizer / (optimizer, scheduler) / a Lightning-like module   for the recipe check.
+#                Default: the model itself when it has configure_optimizers.
 
 
 def _normalise(value: Any, model_input: ModelInput) -> Tensor | None:
@@ -114,7 +216,7 @@ def _captured(model: nn.Module, table: Mapping[str, str], model_input: ModelInpu
 
 def default_level_inputs(variant: str) -> dict[str, tuple[str, ...]]:
     """The replica's level graph for a variant (built at a tiny size without touching the global RNG)."""
-    from percepiano_parity.replica.config import SMALL_CONFIG
+    from percepiano_parity.core.config import SMALL_CONFIG
     from percepiano_parity.replica.variants import build
 
     with torch.random.fork_rng(devices=[]):
@@ -166,7 +268,7 @@ class UserSubject:
         return f"on a batch ({', '.join(batch.tags) or 'generated'})"
 
     def _call(self, inp: ModelInput, batch: CanonicalBatch) -> CallResult:
-        """One call through the calling path, as the user's code (core.guard: one line with the user's
+        """One call through the calling path, as the user's code (core.errors: one line with the user's
         file:line; the tool's own AdapterError / ConventionError pass through unchanged)."""
         what = "adapter.forward" if self.call.adapter_forward is not None else "forward"
         with user_code(what, context=self._on(batch)):

@@ -17,6 +17,7 @@ from percepiano_parity.batches.score_structure import (
 )
 from percepiano_parity.batches.synthetic import (
     EDGE_TAGS,
+    HAZARD_TAGS,
     LABEL_RANGE,
     batch_summary,
     edge_cases,
@@ -24,7 +25,6 @@ from percepiano_parity.batches.synthetic import (
     load_stats,
     structure_problems,
 )
-from percepiano_parity.batches.synthetic_hazards import HAZARD_TAGS
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared/percepiano-data"
 STATS = load_stats()

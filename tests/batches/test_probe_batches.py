@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from percepiano_parity.batches.plan import validate_batches
-from percepiano_parity.batches.probe import probe_lengths, unequal_length_batches
+from percepiano_parity.batches.plan import probe_lengths, unequal_length_batches, validate_batches
+from percepiano_parity.core.config import SMALL_CONFIG
 from percepiano_parity.core.options import MIN_NOTES
-from percepiano_parity.replica.config import SMALL_CONFIG
 
 
 def test_lengths_are_spread_and_pairwise_different():

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from percepiano_parity.batches.real.corresp import CorrespError, Note, Row, read_corresp, write_corresp
-from percepiano_parity.batches.real.folds import (
+from percepiano_parity.batches.real.alignment import CorrespError, Note, Row, read_corresp, write_corresp
+from percepiano_parity.batches.real.cache import FeatureEncodingError, decode_features, encode_features
+from percepiano_parity.batches.real.hazards import segment_hazards, summarise
+from percepiano_parity.batches.real.splits import (
+    PerformanceNameError,
     composition_folds,
+    parse_performance,
     parse_split,
     performer_folds,
     performer_id,
 )
-from percepiano_parity.batches.real.hazards import segment_hazards, summarise
-from percepiano_parity.batches.real.names import PerformanceNameError, parse_performance
-from percepiano_parity.batches.real.raw_features import FeatureEncodingError, decode_features, encode_features
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "percepiano-data"
 needs_data = pytest.mark.skipif(not (DATA / "performances").is_dir(), reason=f"{DATA} not present")
@@ -143,7 +144,7 @@ def test_loader_order_is_the_random_samplers():
 @needs_data
 def test_alignment_of_a_real_performance():
     pytest.importorskip("parangonar")
-    from percepiano_parity.batches.real.align import align, read_notes
+    from percepiano_parity.batches.real.alignment import align, read_notes
 
     perf = DATA / "performances" / "Schubert_D960_mv2_16bars_1_01.mid"
     score = DATA / "scores" / "score_midi" / "Schubert_D960_mv2_16bars_Score_01.mid"

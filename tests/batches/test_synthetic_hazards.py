@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 
 from percepiano_parity.batches.real.hazards import HAZARDS, segment_hazards, summarise
-from percepiano_parity.batches.synthetic import generate_batches, structure_problems
-from percepiano_parity.batches.synthetic_hazards import original_beat_nodes, quota, real_hazards
+from percepiano_parity.batches.synthetic import (
+    generate_batches,
+    original_beat_nodes,
+    quota,
+    real_hazards,
+    structure_problems,
+)
 from percepiano_parity.subjects.bundle import DEFAULT_BUNDLES, load_bundle
 
 ROOT = Path(__file__).resolve().parents[2]

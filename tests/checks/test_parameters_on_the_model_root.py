@@ -9,7 +9,7 @@ from torch import nn
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.checks import run_model_checks
 from percepiano_parity.compare.engine import Engine
-from percepiano_parity.compare.tolerance import Tolerances
+from percepiano_parity.compare.noise import Tolerances
 from percepiano_parity.diagnosis import diagnose
 from percepiano_parity.diagnosis.fixes import apply_fix
 from percepiano_parity.replica import SMALL_CONFIG, build

@@ -19,13 +19,13 @@ from lightning_variants import (
     adapter_with,
 )
 
-from percepiano_parity.batches.probe import unequal_length_batches
-from percepiano_parity.checks.training import recipe as recipe_check
-from percepiano_parity.checks.training.calling import model_input
-from percepiano_parity.checks.training.recipe_original import recorded_recipe
+from percepiano_parity.batches.plan import unequal_length_batches
+from percepiano_parity.checks import recipe as recipe_check
+from percepiano_parity.core.config import SMALL_CONFIG
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.diagnosis import diagnose
-from percepiano_parity.replica.config import SMALL_CONFIG
+from percepiano_parity.original_adapter.recipe import recorded_recipe
+from percepiano_parity.subjects.calling import model_input
 
 
 def _audit(model, adapter=None, trainer=None):

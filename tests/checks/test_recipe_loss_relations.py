@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from percepiano_parity.batches.probe import unequal_length_batches
-from percepiano_parity.checks.training.calling import LossCall, loss_call, model_input
-from percepiano_parity.checks.training.recipe_loss import read_loss
-from percepiano_parity.replica.config import SMALL_CONFIG
+from percepiano_parity.batches.plan import unequal_length_batches
+from percepiano_parity.core.config import SMALL_CONFIG
+from percepiano_parity.subjects.calling import LossCall, loss_call, model_input
+from percepiano_parity.subjects.recipe import read_loss
 
 F = nn.functional
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from percepiano_parity.checks.training import recipe_original
-from percepiano_parity.checks.training.suite import checks_for
+from percepiano_parity.checks.training import checks_for
+from percepiano_parity.core.config import SMALL_CONFIG
 from percepiano_parity.core.findings import Severity
-from percepiano_parity.replica.config import SMALL_CONFIG
+from percepiano_parity.original_adapter import recipe as recipe_original
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
 from percepiano_parity.subjects.deviations import get_deviation
 

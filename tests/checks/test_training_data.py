@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from percepiano_parity.checks.training import cases as gen
-from percepiano_parity.checks.training import data as data_check
-from percepiano_parity.checks.training import data_outputs, label_files
+from percepiano_parity.batches import data_cases as gen
+from percepiano_parity.batches.real import labels as label_files
+from percepiano_parity.checks import data_ops as data_check
+from percepiano_parity.checks.data_ops import check_label_file
+from percepiano_parity.compare import data_ops
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
 from percepiano_parity.replica.slicing import SlicingError, make_slices_by_measure
@@ -28,9 +30,9 @@ def _locations(result):
 
 
 def test_recorded_reference_is_small_and_complete():
-    path = Path(data_check.__file__).resolve().parents[2] / "data" / data_outputs.REFERENCE_FILE
+    path = Path(data_check.__file__).resolve().parents[1] / "data" / data_ops.REFERENCE_FILE
     assert path.stat().st_size < 200_000
-    ref = data_outputs.load_reference()
+    ref = data_ops.load_reference()
     assert ref["counts"]["slicing"] >= 1000 and ref["counts"]["collate"] >= 1000 and ref["counts"]["loss"] >= 1000
     assert "record_data_ops" in ref["generated_by"]
 
@@ -89,7 +91,7 @@ def test_slicing_semantics_kept_on_purpose():
 def test_generated_cases_cover_the_branches():
     kinds = {c.kind for c in gen.slicing_cases(200)}
     assert kinds == {"short", "exact", "long", "very-long", "real-scale"}
-    outcomes = data_outputs.slicing_outputs(make_slices_by_measure, 1000)
+    outcomes = data_ops.slicing_outputs(make_slices_by_measure, 1000)
     assert sum(1 for o in outcomes if o[1] == "IndexError") > 50
     assert sum(1 for o in outcomes if len(o) == 3) > 300  # exactly one slice
     assert sum(1 for o in outcomes if o[0] == 1) > 50  # the random draw of long performances
@@ -105,28 +107,28 @@ def test_label_file_fingerprints_from_the_real_files():
         (13, 0, 13, 492)
     assert all("Score2" in k for k in c["examples_differ_in_labels"])
     assert all("_Score_" in k for k in c["examples_only_in_replica"])
-    recorded = data_outputs.load_reference()["label_files"]
+    recorded = data_ops.load_reference()["label_files"]
     for name in (label_files.INTENDED_LABEL_FILE, label_files.LABEL_NAME):
         assert recorded[name]["sha256"] == fp[name]["sha256"]
-    findings, row = label_files.check_label_file(label_files.LABEL_NAME, label_files.INTENDED_LABEL_FILE,
+    findings, row = check_label_file(label_files.LABEL_NAME, label_files.INTENDED_LABEL_FILE,
                                                 [SHARED_DATA], None)
     assert row["status"] == "mismatch" and findings[0].metrics["differ_in_labels"] == 13
-    assert label_files.check_label_file(label_files.INTENDED_LABEL_FILE, label_files.INTENDED_LABEL_FILE,
+    assert check_label_file(label_files.INTENDED_LABEL_FILE, label_files.INTENDED_LABEL_FILE,
                                        [SHARED_DATA], None)[0] == []
 
 
 def test_label_file_without_files_uses_recorded_fingerprints(tmp_path):
-    findings, row = label_files.check_label_file(label_files.LABEL_NAME, label_files.INTENDED_LABEL_FILE, [tmp_path],
-                                                data_outputs.load_reference())
+    findings, row = check_label_file(label_files.LABEL_NAME, label_files.INTENDED_LABEL_FILE, [tmp_path],
+                                                data_ops.load_reference())
     assert row["status"].startswith("mismatch (recorded")
     assert findings[0].metrics["replica_keys"] == 1202 and findings[0].metrics["original_keys"] == 1189
-    findings, _ = label_files.check_label_file("elsewhere/labels.json", label_files.INTENDED_LABEL_FILE, [tmp_path],
-                                              data_outputs.load_reference())
+    findings, _ = check_label_file("elsewhere/labels.json", label_files.INTENDED_LABEL_FILE, [tmp_path],
+                                              data_ops.load_reference())
     assert findings[0].severity == Severity.WARNING
 
 
 def test_stale_recording_is_reported_not_misread(tmp_path):
-    ref = data_outputs.load_reference()
+    ref = data_ops.load_reference()
     ref["inputs_digest"] = {k: "0" * 16 for k in ref["inputs_digest"]}
     path = tmp_path / "ref.json"
     path.write_text(json.dumps(ref))

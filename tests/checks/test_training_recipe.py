@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from percepiano_parity.checks.training import recipe as recipe_check
-from percepiano_parity.checks.training.recipe import mismatched, original_recipe, read_candidate, rows_by_key
+from percepiano_parity.checks import recipe as recipe_check
+from percepiano_parity.checks.recipe import mismatched, original_recipe, read_candidate, rows_by_key
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
 from percepiano_parity.subjects.deviations import get_deviation

@@ -10,7 +10,8 @@ import os
 import pytest
 import torch
 
-from percepiano_parity.checks.training import trajectory, trajectory_sides
+from percepiano_parity.checks import trajectory
+from percepiano_parity.compare import training
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
 from percepiano_parity.subjects.deviations import get_deviation
@@ -95,11 +96,11 @@ def test_optimizer_objects_are_stepped_as_given(reference):
 
 
 def test_dropout_is_disabled_on_private_copies():
-    from percepiano_parity.replica.config import SMALL_CONFIG
+    from percepiano_parity.core.config import SMALL_CONFIG
     from percepiano_parity.replica.variants import build
 
     model = build(VARIANT, SMALL_CONFIG, seed=7)
-    clone = trajectory_sides.without_dropout(model)
+    clone = training.without_dropout(model)
     assert all(m.p == 0 for m in clone.modules() if isinstance(m, torch.nn.Dropout))
     assert all(m.dropout == 0 for m in clone.modules() if isinstance(m, torch.nn.LSTM))
     assert any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))  # the user's model untouched

@@ -18,14 +18,14 @@ from lightning_variants import (
 )
 
 from percepiano_parity.batches.synthetic import generate_batches
-from percepiano_parity.checks.training import recipe as recipe_check
-from percepiano_parity.checks.training import trajectory
-from percepiano_parity.checks.training.calling import forward, model_input, no_randomness, without_dropout
+from percepiano_parity.checks import recipe as recipe_check
+from percepiano_parity.checks import trajectory
 from percepiano_parity.compare.engine import Engine
+from percepiano_parity.core.config import SMALL_CONFIG
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.diagnosis import diagnose
-from percepiano_parity.replica.config import SMALL_CONFIG
 from percepiano_parity.replica.variants import build
+from percepiano_parity.subjects.calling import forward, model_input, no_randomness, without_dropout
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
 from percepiano_parity.subjects.subject import SubjectInfo
 from percepiano_parity.subjects.user_subject import make_user_subject, resolve_mapping

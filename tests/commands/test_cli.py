@@ -1,4 +1,4 @@
-"""`parity` end to end, through the real entry point (`python -m parity ...` in a fresh process).
+"""`parity` end to end, through the real entry point (`python -m percepiano_parity ...` in a fresh process).
 
 The reference is the shipped bundle for han-total when the package has one; otherwise the faithful bundled
 replica through the PARITY_TEST_REFERENCE=replica test hook, so these tests run anywhere. PERCEPIANO_ORIGINAL is
@@ -48,7 +48,7 @@ def run_parity(*args: str, cwd: Path, hook: bool = True, original: bool = False,
     env.setdefault("OMP_NUM_THREADS", "1")  # small models: threads only contend on a busy 2-core runner
     env.pop("COLUMNS", None)  # the console's width outside a terminal: 120 unless $COLUMNS says otherwise
     env.update(extra_env or {})
-    return subprocess.run([sys.executable, "-m", "parity", *args], cwd=cwd, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "percepiano_parity", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 

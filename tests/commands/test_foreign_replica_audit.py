@@ -23,7 +23,7 @@ def batches_shaped_like_the_real_data():
     transitions, README "Real data"); with one, the original's measure segments overlap (its zero-shifted beat
     numbers run past the beat nodes), and an attention map written per overlapping segment cannot be laid out
     as the original's: a documented limitation of finding attention maps by value (docs/user_replica.md)."""
-    from percepiano_parity.batches import synthetic_hazards
+    from percepiano_parity.batches import synthetic as synthetic_hazards
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(synthetic_hazards, "_jump", lambda segments: None)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from percepiano_parity.batches import features as layout
 from percepiano_parity.batches.real import cache as cache_files
 from percepiano_parity.commands.cli import main
-from percepiano_parity.replica import features as layout
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "percepiano-data"
 # short ones (54-70 notes), some with unaligned notes; _4_08 is in the valid split of performer4fold fold 0;
@@ -160,12 +160,12 @@ def test_data_option_errors_are_one_line(data_dir, cache, original, capsys):
 
 
 def test_a_label_file_finding_counts_the_real_segments_it_changes(cache):
+    from percepiano_parity.batches.canonical import CanonicalBatch
     from percepiano_parity.batches.real.labels import label_set_for
     from percepiano_parity.commands.check import add_real_label_evidence
     from percepiano_parity.core.findings import Finding, Severity
     from percepiano_parity.core.options import CheckOptions
     from percepiano_parity.core.report import CheckResult, Report
-    from percepiano_parity.replica.batch import CanonicalBatch
 
     assert label_set_for(f"labels/{LABEL}") == "labels" and label_set_for(LABEL) == "repo-root"
     assert label_set_for(f"./labels/repo-root/{LABEL}") == "repo-root" and label_set_for("other.json") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from percepiano_parity.commands.report_dir import check_report_dir
+from percepiano_parity.commands.report_output import check_report_dir
 from percepiano_parity.core.errors import UsageError
 
 

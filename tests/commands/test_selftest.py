@@ -16,9 +16,9 @@ from percepiano_parity.commands.selftest import (
     grade,
     run_selftest,
 )
+from percepiano_parity.core.config import SMALL_CONFIG
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import CheckResult, Explanation, Report
-from percepiano_parity.replica.config import SMALL_CONFIG
 from percepiano_parity.replica.hierarchy import span_note_counts
 from percepiano_parity.subjects.deviations import DEVIATIONS
 

@@ -16,13 +16,11 @@ import yaml
 
 from percepiano_parity.commands.options import OPTIONS, resolve_options
 from percepiano_parity.commands.waivers import Waivers
-from percepiano_parity.compare.mapping_file import read_mapping_file
+from percepiano_parity.compare.weight_mapping import read_mapping_file
+from percepiano_parity.core.config import SMALL_CONFIG, read_model_yaml
 from percepiano_parity.core.errors import UsageError
-from percepiano_parity.core.model_yaml import read_model_yaml
-from percepiano_parity.replica.config import SMALL_CONFIG
 from percepiano_parity.replica.variants import build
-from percepiano_parity.subjects.adapter import validate_adapter
-from percepiano_parity.subjects.adapter_declarations import CALLBACKS, Declarations
+from percepiano_parity.subjects.adapter import CALLBACKS, Declarations, validate_adapter
 
 # TOML spellings of values of every type TOML has, plus out-of-range and empty ones
 TOML_VALUES = ["5", "-1", "4611686018427387904", "2.5", "nan", "true", '""', '"zzz"', '"\\u0000"', "[1, \"a\"]", "[]",
@@ -215,7 +213,7 @@ def test_adapter_declaration_that_raises_is_the_adapters_failure(model):
 @pytest.mark.handwritten_reports
 @pytest.mark.parametrize("key", ["variant", "explanations", "unexplained"])
 def test_previous_report_every_key_every_type(key, tmp_path):
-    from percepiano_parity.commands.drift import load_previous
+    from percepiano_parity.commands.waivers import load_previous
 
     base = {"schema_version": "1.1", "verdict": "mismatch", "variant": "han-total", "checks": [],
             "explanations": [{"id": "PP-EXTRA-NORM"}], "unexplained": []}

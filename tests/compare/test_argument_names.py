@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from percepiano_parity.compare.op_trace import place_constants, tracing
+from percepiano_parity.compare.first_op import place_constants, tracing
 
 
 def test_positional_and_keyword_arguments_get_the_same_name():

@@ -9,7 +9,7 @@ from percepiano_parity import replica
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.commands.audit import AuditSettings, audit
 from percepiano_parity.compare.aggregate import DiffAgg
-from percepiano_parity.compare.tolerance import Tolerances
+from percepiano_parity.compare.noise import Tolerances
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
 from percepiano_parity.subjects.subject import SubjectInfo

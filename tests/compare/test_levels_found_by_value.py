@@ -13,15 +13,15 @@ from percepiano_parity.checks import forward, run_model_checks
 from percepiano_parity.compare.aggregate import DiffAgg, LevelAgg
 from percepiano_parity.compare.engine import Engine
 from percepiano_parity.compare.locate import locate
+from percepiano_parity.compare.noise import Tolerances
 from percepiano_parity.compare.state import ComparisonState
-from percepiano_parity.compare.tolerance import Tolerances
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.diagnosis import diagnose
 from percepiano_parity.replica import SMALL_CONFIG, build
 from percepiano_parity.subjects.adapter import Adapter
-from percepiano_parity.subjects.capture import Recorded, Site
-from percepiano_parity.subjects.layouts import Counts
+from percepiano_parity.subjects.level_sites import Counts
+from percepiano_parity.subjects.recording import Recorded, Site
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
 from percepiano_parity.subjects.subject import SubjectInfo
 from percepiano_parity.subjects.user_subject import call_factory, load_factory, make_user_subject

@@ -9,9 +9,14 @@ import copy
 import torch
 from torch import nn
 
-from percepiano_parity.compare.mapping import WeightMap, copy_weights, map_weights, renames
-from percepiano_parity.compare.pair_values import settle_by_values
 from percepiano_parity.compare.structure import trace_calls
+from percepiano_parity.compare.weight_mapping import (
+    WeightMap,
+    copy_weights,
+    map_weights,
+    renames,
+    settle_by_values,
+)
 
 
 class Attention(nn.Module):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from percepiano_parity.compare.op_divergence import first_divergent, match_trace
-from percepiano_parity.compare.op_trace import tracing
+from percepiano_parity.compare.first_op import first_divergent, match_trace, tracing
 from percepiano_parity.compare.relations.operations import operation_relations
 
 

@@ -11,15 +11,13 @@ import torch
 
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.checks import run_model_checks
-from percepiano_parity.checks.structure_mapping import mapping_findings
+from percepiano_parity.checks.structure import mapping_findings
 from percepiano_parity.commands.check import run_check
 from percepiano_parity.commands.options import resolve_options
 from percepiano_parity.compare.engine import Engine, EngineOptions
-from percepiano_parity.compare.mapping import WeightMap
-from percepiano_parity.compare.pair_values import settle_by_values
-from percepiano_parity.compare.pairing import Group
+from percepiano_parity.compare.noise import Tolerances
 from percepiano_parity.compare.state import ComparisonState
-from percepiano_parity.compare.tolerance import Tolerances
+from percepiano_parity.compare.weight_mapping import Group, WeightMap, settle_by_values
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.replica import SMALL_CONFIG, build
 from percepiano_parity.subjects.adapter import Adapter, resolve_mapping

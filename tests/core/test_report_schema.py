@@ -13,8 +13,7 @@ import pytest
 from reports_fixture import make_report
 
 from percepiano_parity.core.findings import ALL_CHECK_IDS
-from percepiano_parity.core.report import SCHEMA_VERSION
-from percepiano_parity.core.report_schema import report_schema, schema_errors, schema_path
+from percepiano_parity.core.report import SCHEMA_VERSION, report_schema, schema_errors, schema_path
 from percepiano_parity.reports.json_report import render_json
 
 jsonschema = pytest.importorskip("jsonschema", reason="validating needs jsonschema (test extra)")

@@ -11,8 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from percepiano_parity.core.errors import UsageError
-from percepiano_parity.core.guard import UserCodeError, call_user, user_code
+from percepiano_parity.core.errors import UsageError, UserCodeError, call_user, user_code
 from percepiano_parity.core.interrupts import Interrupted, signals_as_interrupted
 
 

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from percepiano_parity.core.config import DEFAULT_CONFIG, ModelConfig
 from percepiano_parity.replica.attention import MASK_VALUE, ContextAttention
-from percepiano_parity.replica.config import DEFAULT_CONFIG, ModelConfig
 
 EXAMPLE_PATH = Path(__file__).resolve().parents[2] / "docs" / "lightning_example.py"
 

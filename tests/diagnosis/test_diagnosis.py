@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from percepiano_parity.commands.info import explain_text
 from percepiano_parity.commands.waivers import Waiver, Waivers
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import Explanation
 from percepiano_parity.diagnosis import RULES, diagnose, rule_by_id
-from percepiano_parity.diagnosis.explain import explain_text
 from percepiano_parity.diagnosis.rule import Rule, fill, placeholders
 from percepiano_parity.subjects.deviations import DEVIATIONS
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from percepiano_parity.checks.training.recipe_source import KEYS
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.diagnosis import diagnose
+from percepiano_parity.original_adapter.recipe import KEYS
 
 # key -> (original, replica, the explanation id, words its texts must contain)
 CHANGES = {

@@ -16,10 +16,10 @@ import torch
 from reports_fixture import make_report
 
 import percepiano_parity
+from percepiano_parity.core.config import SMALL_CONFIG
 from percepiano_parity.core.errors import UsageError
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.integrations import ParityMismatchError, gate, headline, mismatch_line
-from percepiano_parity.replica.config import SMALL_CONFIG
 from percepiano_parity.replica.variants import build
 from percepiano_parity.subjects.deviations import get_deviation
 
@@ -33,10 +33,8 @@ def _no_live_original(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no [tool.parity] of the project is read
 
 
-def test_old_and_new_names_are_the_same_gate():
-    import parity
-
-    assert parity.gate is percepiano_parity.gate is gate
+def test_the_top_level_names_are_the_gate_module_s():
+    assert percepiano_parity.gate is gate
     assert percepiano_parity.ParityMismatchError is ParityMismatchError
 
 

@@ -21,11 +21,11 @@ from percepiano_parity.core.levels import LEVELS
 pl = pytest.importorskip("pytorch_lightning", reason="the callback test needs pytorch-lightning (test extra)")
 
 from percepiano_parity import ParityCallback, ParityMismatchError  # noqa: E402
+from percepiano_parity.batches.canonical import collate  # noqa: E402
 from percepiano_parity.batches.synthetic import generate_batches  # noqa: E402
+from percepiano_parity.core.config import SMALL_CONFIG  # noqa: E402
 from percepiano_parity.core.findings import Severity  # noqa: E402
-from percepiano_parity.replica.batch import collate  # noqa: E402
-from percepiano_parity.replica.config import SMALL_CONFIG  # noqa: E402
-from percepiano_parity.subjects.factory import load_factory  # noqa: E402
+from percepiano_parity.subjects.user_subject import load_factory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "lightning_example.py"

@@ -16,12 +16,12 @@ import torch
 from sklearn.metrics import r2_score
 
 from percepiano_parity import original_adapter
+from percepiano_parity.batches.canonical import CanonicalBatch, Segment, collate
+from percepiano_parity.core.config import DEFAULT_CONFIG, SMALL_CONFIG
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.original_adapter import OriginalLoadError, load
 from percepiano_parity.original_adapter.isolation import top_level_names
 from percepiano_parity.original_adapter.locate import VALIDATED_FINGERPRINT
-from percepiano_parity.replica.batch import CanonicalBatch, Segment, collate
-from percepiano_parity.replica.config import DEFAULT_CONFIG, SMALL_CONFIG
 from percepiano_parity.subjects.subject import Subject
 
 pytestmark = pytest.mark.original

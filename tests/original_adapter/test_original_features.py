@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy
 import pytest
 
-from percepiano_parity.batches.real.folds import performer_id
-from percepiano_parity.batches.real.names import parse_performance
-from percepiano_parity.replica import features as layout
+from percepiano_parity.batches import features as layout
+from percepiano_parity.batches.real.splits import parse_performance, performer_id
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "percepiano-data"
 

@@ -1,4 +1,4 @@
-"""The 79-column note-feature layout (replica.features)."""
+"""The 79-column note-feature layout (batches.features)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from percepiano_parity.replica.config import DEFAULT_CONFIG
-from percepiano_parity.replica.features import (
+from percepiano_parity.batches.features import (
     DEFAULT_INPUT_KEYS,
     FEATURE_LAYOUT,
     LAYOUTS,
@@ -17,6 +16,7 @@ from percepiano_parity.replica.features import (
     layout_offsets,
     total_width,
 )
+from percepiano_parity.core.config import DEFAULT_CONFIG
 
 
 def test_widths_sum_to_the_model_input_size():

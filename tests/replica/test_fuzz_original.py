@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from percepiano_parity import replica  # noqa: E402
-from percepiano_parity.replica.batch import CanonicalBatch, Segment, collate  # noqa: E402
+from percepiano_parity.batches.canonical import CanonicalBatch, Segment, collate  # noqa: E402
 
 # A longer, non-derandomized search: PARITY_FUZZ_EXAMPLES=2000 pytest tests/replica/test_fuzz_original.py
 EXPLORE = int(os.environ.get("PARITY_FUZZ_EXAMPLES", "0"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from percepiano_parity import replica
-from percepiano_parity.replica.batch import CanonicalBatch, Segment
+from percepiano_parity.batches.canonical import CanonicalBatch, Segment
 from percepiano_parity.replica.hierarchy import (
     HierarchyError,
     make_higher_node,

@@ -16,20 +16,24 @@ import pytest
 import torch
 
 from percepiano_parity.commands.audit import AuditSettings, audit
-from percepiano_parity.commands.record_bundle import record_bundle
+from percepiano_parity.commands.record import record_bundle
 from percepiano_parity.compare.engine import Engine
 from percepiano_parity.compare.structure import describe, trace_calls
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.original_adapter.locate import VALIDATED_FINGERPRINT
 from percepiano_parity.replica import SMALL_CONFIG, build
 from percepiano_parity.subjects.bundle import (
+    BATCHES,
     DEFAULT_BUNDLES,
     DEFAULT_VARIANTS,
+    MANIFEST,
+    STRUCTURE,
+    WEIGHTS,
     Bundle,
     BundleError,
     load_bundle,
+    taps_file,
 )
-from percepiano_parity.subjects.bundle.format import BATCHES, MANIFEST, STRUCTURE, WEIGHTS, taps_file
 from percepiano_parity.subjects.deviations import DEVIATIONS
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
 from percepiano_parity.subjects.subject import Subject, SubjectInfo
@@ -383,8 +387,8 @@ def test_default_bundle_loads_and_the_faithful_replica_passes(variant):
 
 
 def test_default_bundle_recipe_feeds_the_recipe_check():
-    from percepiano_parity.checks.training import recipe as recipe_check
-    from percepiano_parity.checks.training import recipe_original
+    from percepiano_parity.checks import recipe as recipe_check
+    from percepiano_parity.original_adapter import recipe as recipe_original
     from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
 
     bundle = load_bundle(DEFAULT_BUNDLES["han-total"])
@@ -400,9 +404,9 @@ def test_default_bundle_recipe_feeds_the_recipe_check():
 
 @pytest.mark.original
 def test_make_default_reproduces_the_shipped_bundles(original, tmp_path):
-    from percepiano_parity.commands import make_default
+    from percepiano_parity.commands import record
 
-    assert make_default.main(["--original", str(original.root), "--out", str(tmp_path)]) == 0
+    assert record.main(["default-bundles", "--original", str(original.root), "--out", str(tmp_path)]) == 0
     for variant in DEFAULT_VARIANTS:
         fresh = load_bundle(tmp_path / variant)
         shipped = load_bundle(DEFAULT_BUNDLES[variant])

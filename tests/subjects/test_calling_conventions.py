@@ -10,12 +10,17 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from percepiano_parity.batches.canonical import collate
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.replica import SMALL_CONFIG, build
-from percepiano_parity.replica.batch import collate
-from percepiano_parity.subjects.adapter import Adapter, AdapterError
+from percepiano_parity.subjects.adapter import (
+    Adapter,
+    AdapterError,
+    ConventionError,
+    Conventions,
+    read_conventions,
+)
 from percepiano_parity.subjects.calling import ULP32, ModelCall, read_output
-from percepiano_parity.subjects.conventions import ConventionError, Conventions, read_conventions
 from percepiano_parity.subjects.user_subject import call_factory, load_factory, make_user_subject
 
 FOREIGN = Path(__file__).resolve().parents[1] / "fixtures" / "foreign_replica.py"

@@ -8,10 +8,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from percepiano_parity.subjects.calling import invoke
-from percepiano_parity.subjects.capture import recording
-from percepiano_parity.subjects.layouts import Counts, Layout, row_at, to_canonical
-from percepiano_parity.subjects.private_copy import private_copy
-from percepiano_parity.subjects.site_tap import LevelSite, SiteTap
+from percepiano_parity.subjects.level_sites import Counts, Layout, LevelSite, SiteTap, row_at, to_canonical
+from percepiano_parity.subjects.recording import private_copy, recording
 
 COUNTS = torch.tensor([5, 3, 4])
 

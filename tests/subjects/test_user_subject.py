@@ -12,7 +12,7 @@ from torch import nn
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.commands.options import UsageError
 from percepiano_parity.compare.engine import Engine
-from percepiano_parity.compare.mapping import map_weights
+from percepiano_parity.compare.weight_mapping import map_weights
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.replica import SMALL_CONFIG, build
 from percepiano_parity.subjects.replica_subject import ReplicaSubject

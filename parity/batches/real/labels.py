@@ -1,21 +1,96 @@
-"""Which of the cache's label sets a label-file path names, and how two label files differ on real segments.
-
-The cache holds the labels of both PercePiano label files (`label/labels` from labels/, the README's file, and
-`label/repo-root` from the repository root). A run that reads the other file trains the same segments on other
-targets (13 `...Score2...` keys differ) and on other segments (13 `..._Score_...` keys exist only at the root):
-`label_differences` counts that on the split a check feeds, for the label-file finding.
+"""The label files: which one a run reads (fingerprints of both), which of the cache's label sets a path
+names, and how two label files differ.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from percepiano_parity.batches.real import cache as cache_files
-from percepiano_parity.batches.real.folds import parse_split
+from percepiano_parity.batches.real.splits import parse_split
+
+# ----------------------------------------------------------------------------------------------------------
+# Which label file a run reads: fingerprints of both PercePiano label files and the key/value differences between
+# the replica's and the original's intended one (`labels/` per the original's README).
 
 LABEL_NAME = "label_2round_mean_reg_19_with0_rm_highstd0.json"
+
+
+INTENDED_LABEL_FILE = f"labels/{LABEL_NAME}"
+
+
+def sha256_of(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def default_data_roots() -> list[Path]:
+    """Where label files may be found: $PERCEPIANO_DATA, then ../shared/percepiano-data next to the project."""
+    roots = []
+    if os.environ.get("PERCEPIANO_DATA"):
+        roots.append(Path(os.environ["PERCEPIANO_DATA"]))
+    for folder in Path(__file__).resolve().parents:  # a source checkout beside ../shared
+        shared = folder / "shared" / "percepiano-data"
+        if shared.is_dir():
+            roots.append(shared)
+            break
+    return roots
+
+
+def resolve_label_file(path: str, roots: Sequence[str | Path]) -> Path | None:
+    """A label path as a run would resolve it. Absolute paths stand alone; relative ones are tried against each
+    root as given (a checkout root holds `labels/X` and the repository-root `X`); in a percepiano-data folder
+    the repository-root files live under `labels/repo-root/`."""
+    p = Path(path)
+    if p.is_absolute():
+        return p if p.is_file() else None
+    for root in map(Path, roots):
+        for candidate in (root / p, root / "labels" / "repo-root" / p.name if len(p.parts) == 1 else None):
+            if candidate is not None and candidate.is_file():
+                return candidate
+    return None
+
+
+def compare_label_files(replica_file: str | Path, original_file: str | Path, num_label: int = 19
+                        ) -> dict[str, Any]:
+    """Key and value differences between two label JSONs (key -> list of numbers)."""
+    mine, theirs = (json.loads(Path(f).read_text()) for f in (replica_file, original_file))
+    shared = sorted(set(mine) & set(theirs))
+    differ_labels = [k for k in shared if list(mine[k][:num_label]) != list(theirs[k][:num_label])]
+    differ_rest = [k for k in shared if list(mine[k][num_label:]) != list(theirs[k][num_label:])]
+    return {
+        "replica_keys": len(mine), "original_keys": len(theirs), "shared_keys": len(shared),
+        "only_in_replica": len(set(mine) - set(theirs)), "only_in_original": len(set(theirs) - set(mine)),
+        "differ_in_labels": len(differ_labels), "differ_after_labels": len(differ_rest),
+        "examples_only_in_replica": sorted(set(mine) - set(theirs))[:3],
+        "examples_differ_in_labels": differ_labels[:3],
+        "replica_sha256": sha256_of(replica_file), "original_sha256": sha256_of(original_file),
+    }
+
+
+def label_file_fingerprints(roots: Sequence[str | Path]) -> dict[str, Any]:
+    """Fingerprints of both known label files and their differences (for the recorded reference)."""
+    out: dict[str, Any] = {}
+    files = {name: resolve_label_file(name, roots) for name in (INTENDED_LABEL_FILE, LABEL_NAME)}
+    for name, f in files.items():
+        if f is not None:
+            out[name] = {"sha256": sha256_of(f), "keys": len(json.loads(f.read_text()))}
+    if all(files.values()):
+        out["comparison"] = compare_label_files(files[LABEL_NAME], files[INTENDED_LABEL_FILE])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Which of the cache's label sets a label-file path names, and how two label files differ on real segments.
+#
+# The cache holds the labels of both PercePiano label files (`label/labels` from labels/, the README's file, and
+# `label/repo-root` from the repository root). A run that reads the other file trains the same segments on other
+# targets (13 `...Score2...` keys differ) and on other segments (13 `..._Score_...` keys exist only at the root):
+# `label_differences` counts that on the split a check feeds, for the label-file finding.
 
 
 def label_set_for(path: str) -> str | None:

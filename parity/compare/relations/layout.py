@@ -1,17 +1,24 @@
-"""Layout relations at a level: the same values, but in other feature columns, other batch items, or reversed
-in time within each item's length (on all or part of the channels).
-
-Each test takes the original's level value `ref` and the candidate's `cand` computed from the original's own
-inputs (same shape), and returns a Relation with the residual left after undoing the layout change.
+"""Layout relations at a level: the same values in other feature columns, batch items, time order, or LSTM
+gate rows.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import itertools
+from collections.abc import Callable
 
+import torch
+from torch import Tensor, nn
+
+from percepiano_parity.compare.locate import relative_residual
 from percepiano_parity.compare.relations.result import Relation, blocks_of, describe_blocks
-from percepiano_parity.compare.value_match import relative_residual
+
+# ----------------------------------------------------------------------------------------------------------
+# Layout relations at a level: the same values, but in other feature columns, other batch items, or reversed
+# in time within each item's length (on all or part of the channels).
+#
+# Each test takes the original's level value `ref` and the candidate's `cand` computed from the original's own
+# inputs (same shape), and returns a Relation with the residual left after undoing the layout change.
 
 
 def _pair(ref_cols: Tensor, cand_cols: Tensor, tol: float) -> list[int] | None:
@@ -143,3 +150,71 @@ def _spans(flags: list[bool]) -> list[tuple[int, int]]:
         elif f:
             out.append((i, i + 1))
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# LSTM gate order: a hand-written LSTM whose 4H gate rows are read in another order than PyTorch's (i, f, g, o).
+#
+# With the original's weights copied in, such a cell computes something else; permuting the copied weights'
+# gate blocks makes it compute the original's values again. The 24 orders are tried on the weights of each
+# LSTM-like module of the level that is not a torch LSTM (a torch LSTM always reads i, f, g, o).
+
+TORCH_ORDER = "ifgo"
+
+
+def lstm_like(model: nn.Module, names: set[str]) -> list[str]:
+    """Modules among `names` (and their parents' children) holding LSTM gate weights but not a torch RNN."""
+    out = []
+    for name, module in model.named_modules():
+        if name not in names or isinstance(module, nn.RNNBase):
+            continue
+        w = getattr(module, "weight_ih_l0", None)
+        if isinstance(w, Tensor) and w.dim() == 2 and w.shape[0] % 4 == 0:
+            out.append(name)
+    return out
+
+
+def _gate_params(module: nn.Module) -> list[nn.Parameter]:
+    return [p for n, p in module.named_parameters(recurse=False)
+            if n.startswith(("weight_ih", "weight_hh", "bias_ih", "bias_hh"))]
+
+
+def permute_rows(t: Tensor, order: tuple[int, ...]) -> Tensor:
+    return torch.cat([t.chunk(4, dim=0)[i] for i in order], dim=0)
+
+
+def gate_order(level: str, model: nn.Module, module_name: str, ref: Tensor, run: Callable[[], Tensor],
+               tol: float) -> Relation:
+    """Try every order of the gate blocks on `module_name`'s weights; `run()` computes the level."""
+    module = model.get_submodule(module_name)
+    params = _gate_params(module)
+    saved = [p.detach().clone() for p in params]
+    baseline = relative_residual(ref, run())
+    best: tuple[float, tuple[int, ...]] | None = None
+    try:
+        for order in itertools.permutations(range(4)):
+            if order == (0, 1, 2, 3):
+                continue
+            with torch.no_grad():
+                for p, s in zip(params, saved, strict=True):
+                    p.copy_(permute_rows(s, order))
+            residual = relative_residual(ref, run())
+            if best is None or residual < best[0]:
+                best = (residual, order)
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
+    rel = Relation("lstm_gate_order", level, False, baseline, baseline)
+    if best is None:
+        return rel
+    residual, order = best
+    reads = "".join(TORCH_ORDER[i] for i in order)
+    rel.holds, rel.residual = residual <= tol, residual
+    rel.summary = (f"the replica's LSTM {module_name} reads its 4H gate rows as {', '.join(reads)} where PyTorch's "
+                   f"(and the original's) order is {', '.join(TORCH_ORDER)}: with the copied weights' gate blocks "
+                   f"reordered, it computes the original's values")
+    rel.details = {"module": module_name, "replica_order": reads, "torch_order": TORCH_ORDER, "blocks": list(order)}
+    rel.fix = {"action": "permute_gate_rows", "module": module_name, "blocks": list(order)}
+    rel.op = module_name
+    return rel

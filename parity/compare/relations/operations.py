@@ -1,6 +1,6 @@
 """Relations at the first divergent operation, by replaying operations on the candidate's own values.
 
-At the candidate's first divergent operation D (see compare.op_divergence), the original's operations Q that
+At the candidate's first divergent operation D (see compare.first_op), the original's operations Q that
 consume the same values say what the original does there instead. Each relation is tested counterfactually:
 D (or its input, or its output) is changed as the relation says, every later operation of the candidate's level
 is replayed from the recorded trace, and the replayed level is compared with the original's level. A relation
@@ -25,10 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from percepiano_parity.compare.op_divergence import Divergence
-from percepiano_parity.compare.op_trace import Op, Trace, place_constants
+from percepiano_parity.compare.first_op import Divergence, Op, Trace, place_constants
+from percepiano_parity.compare.locate import ValueIndex, relative_residual
 from percepiano_parity.compare.relations.result import Relation
-from percepiano_parity.compare.value_match import ValueIndex, relative_residual
 
 ELEMENTWISE = frozenset({
     "tanh", "sigmoid", "relu", "gelu", "silu", "elu", "leaky_relu", "softplus", "mish", "hardtanh", "relu6",

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from percepiano_parity.compare.op_trace import call_site
+from percepiano_parity.compare.first_op import call_site
+from percepiano_parity.compare.locate import relative_residual
 from percepiano_parity.compare.relations.result import Relation
-from percepiano_parity.compare.value_match import relative_residual
 from percepiano_parity.core.levels import LEVEL_SPACE, Space, level_order
 
 

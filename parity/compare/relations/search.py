@@ -1,28 +1,73 @@
-"""The relation search at one root-cause level: every relation test, and which holds.
-
-Order: randomness first (if two identical eval calls of the candidate disagree, no other measurement means
-anything); then, with the level computed from the original's own inputs, the layout relations (feature
-columns, batch items, time), the attention-map relations (normalisation axis, temperature), the relations at
-the first divergent operation (an operation's arguments, an operation missing, extra or replaced) and the
-LSTM gate order. The result is plain data: what was tested, each residual, the relations that hold.
+"""The relation search at one root-cause level: every relation test (randomness in eval first), and which
+holds.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from percepiano_parity.compare.op_divergence import first_divergent, match_trace
-from percepiano_parity.compare.op_trace import Trace, tracing
-from percepiano_parity.compare.relations import gates, layout, operations, padding, randomness, softmax
+from percepiano_parity.batches.canonical import CanonicalBatch
+from percepiano_parity.compare.first_op import Trace, first_divergent, match_trace, tracing
+from percepiano_parity.compare.locate import relative_residual
+from percepiano_parity.compare.relations import layout, operations, padding, softmax
 from percepiano_parity.compare.relations.result import Relation
 from percepiano_parity.compare.structure import level_of
-from percepiano_parity.compare.value_match import relative_residual
-from percepiano_parity.replica.batch import CanonicalBatch
+
+# ----------------------------------------------------------------------------------------------------------
+# Randomness in eval: two identical eval-mode forwards of the candidate that give different outputs.
+#
+# The operation that draws the randomness is the first whose output differs between the two traces (same
+# position, same function); for a dropout its zeroed share estimates the rate (p = zeros / elements).
+
+
+def random_in_eval(level: str, run: Callable[[], Any], logits_of: Callable[[Any], torch.Tensor],
+                   model: torch.nn.Module | None = None, outputs: tuple[Any, Any] | None = None) -> Relation | None:
+    """None when two eval forwards agree bit for bit; else where the randomness comes from. `outputs`: two
+    forwards already made."""
+    with torch.no_grad():
+        first, second = (logits_of(o) for o in outputs) if outputs is not None else (logits_of(run()),
+                                                                                     logits_of(run()))
+    if torch.equal(first, second):
+        return None
+    baseline = relative_residual(first, second)
+    with torch.no_grad(), tracing(model, max_bytes=1 << 28) as t1:
+        run()
+    with torch.no_grad(), tracing(model, max_bytes=1 << 28) as t2:
+        run()
+    rel = Relation("random_in_eval", level, True, 0.0, baseline)
+    for a, b in zip(t1.ops, t2.ops, strict=False):
+        if a.name != b.name or a.output is None or b.output is None or a.output.shape != b.output.shape:
+            continue
+        if a.output.is_floating_point() and not torch.equal(a.output, b.output):
+            zeros = float((a.output == 0).double().mean())
+            rate = f", zeroing {zeros:.0%} of its output" if "dropout" in a.name else ""
+            training = a.constants.get("training")
+            rel.op, rel.op_site = a.label(), a.site
+            rel.summary = (f"two identical eval-mode calls give different outputs (logits differ by {baseline:.3g} "
+                           f"relative): {a.qualname} draws random numbers in eval"
+                           + (f" (training={training!r})" if training is not None else "") + rate)
+            rel.details = {"function": a.qualname, "zeroed_share": zeros, "constants": dict(a.constants)}
+            rel.fix = {"action": "eval_randomness_off", "site": a.site, "name": a.name, "module": a.module}
+            return rel
+    rel.summary = (f"two identical eval-mode calls give different outputs (logits differ by {baseline:.3g} "
+                   "relative); the operation that draws the randomness could not be named")
+    return rel
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The relation search at one root-cause level: every relation test, and which holds.
+#
+# Order: randomness first (if two identical eval calls of the candidate disagree, no other measurement means
+# anything); then, with the level computed from the original's own inputs, the layout relations (feature
+# columns, batch items, time), the attention-map relations (normalisation axis, temperature), the relations at
+# the first divergent operation (an operation's arguments, an operation missing, extra or replaced) and the
+# LSTM gate order. The result is plain data: what was tested, each residual, the relations that hold.
 
 ATTENTION_OF = {"beat_nodes": "attn.beat", "measure_nodes": "attn.measure", "pooled": "attn.final"}
 MIN_TOL = 1e-5  # a relation holds when its residual is at most max(MIN_TOL, FLOOR_MULTIPLE x the level's floor)
@@ -72,7 +117,7 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
     out["items"] = len(batch)
     model = getattr(candidate, "model", None)
     twice = (candidate.run(batch, grads=False), candidate.run(batch, grads=False))
-    noise = randomness.random_in_eval(level, lambda: candidate.run(batch, grads=False),
+    noise = random_in_eval(level, lambda: candidate.run(batch, grads=False),
                                       lambda taps: taps.levels["logits"], model, outputs=twice)
     if noise is not None:
         out["tested"].append(_row(noise))
@@ -119,7 +164,7 @@ def search(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, we
         relations += _operation_relations(level, ref_trace, cand_trace, inputs, model, tol, out, cand_value,
                                           ref32)
     if forced:
-        names = gates.lstm_like(model, _level_owner_modules(weight_map, level))
+        names = layout.lstm_like(model, _level_owner_modules(weight_map, level))
         if names:
             relations += _gate_relations(level, reference, candidate, batch, names, tol)
     where = _level_module(candidate, level)
@@ -214,7 +259,7 @@ def _gate_relations(level: str, reference: Any, candidate: Any, batch: Canonical
 
     def run() -> Tensor:
         return candidate.run_level(level, inputs, short).float()
-    return [gates.gate_order(level, candidate.model, name, ref_levels[level].float(), run, tol) for name in names]
+    return [layout.gate_order(level, candidate.model, name, ref_levels[level].float(), run, tol) for name in names]
 
 
 def _differs(level: str, reference: Any, candidate: Any, batch: CanonicalBatch, tol: float,
@@ -255,6 +300,3 @@ def _row(r: Relation) -> dict[str, Any]:
 
 def _num(x: float) -> float | str:
     return float(f"{x:.3g}") if math.isfinite(x) else str(x)
-
-
-__all__ = ["Trace", "search"]

@@ -18,8 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from percepiano_parity.compare.locate import relative_residual
 from percepiano_parity.compare.relations.result import Relation
-from percepiano_parity.compare.value_match import relative_residual
 
 AXIS_NAMES = {1: "time", 2: "heads"}
 SUMS_TOL = 1e-4

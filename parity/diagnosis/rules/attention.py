@@ -8,16 +8,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from percepiano_parity.core.findings import Finding, Severity
-from percepiano_parity.diagnosis.match import (
+from percepiano_parity.diagnosis.rule import (
+    Rule,
+    SourceRef,
     about_modules,
     downstream,
     final_padding_mass,
+    having,
     pattern_measure,
     root_of,
     semantic,
     waivable,
 )
-from percepiano_parity.diagnosis.rule import Rule, SourceRef, having
 
 PAD_EPS = 1e-6  # attention mass on padding below this is "none"
 

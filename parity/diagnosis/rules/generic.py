@@ -9,18 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from percepiano_parity.core.findings import Finding, Severity
-from percepiano_parity.diagnosis.level_refs import LEVEL_WHAT, level_refs
-from percepiano_parity.diagnosis.match import (
+from percepiano_parity.diagnosis.rule import (
+    LEVEL_WHAT,
     Matcher,
+    Rule,
+    SourceRef,
     about_modules,
     downstream,
+    having,
+    level_refs,
     model_consequences,
     module_of,
     root_of,
+    significant,
     training_consequences,
 )
-from percepiano_parity.diagnosis.rule import Rule, SourceRef, having, significant
-from percepiano_parity.diagnosis.rules.recipe_figures import recipe_figures
+from percepiano_parity.diagnosis.rules.recipe import recipe_figures
 
 
 def _any_recipe(findings: Sequence[Finding]) -> list[Finding] | None:

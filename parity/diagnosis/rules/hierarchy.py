@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from percepiano_parity.core.findings import Finding, Severity
-from percepiano_parity.diagnosis.match import (
+from percepiano_parity.diagnosis.rule import (
+    Rule,
+    SourceRef,
     pattern_measure,
     semantic,
     waivable,
 )
-from percepiano_parity.diagnosis.rule import Rule, SourceRef
 
 
 def _share(pattern: dict[str, Any], key: str) -> float | None:

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from percepiano_parity.core.findings import Finding, Severity
-from percepiano_parity.diagnosis.level_refs import checkout_relative, level_refs
-from percepiano_parity.diagnosis.match import Matcher, downstream
-from percepiano_parity.diagnosis.rule import Rule
+from percepiano_parity.diagnosis.rule import Matcher, Rule, checkout_relative, downstream, level_refs
 
 
 def _relation_findings(findings: Sequence[Finding], kind: str) -> list[Finding]:

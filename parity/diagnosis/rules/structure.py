@@ -9,13 +9,15 @@ from typing import Any
 
 from percepiano_parity.compare.structure import level_of
 from percepiano_parity.core.findings import Finding, Severity
-from percepiano_parity.diagnosis.match import (
+from percepiano_parity.diagnosis.rule import (
+    Rule,
+    SourceRef,
     about_modules,
     downstream,
+    having,
     module_of,
     root_of,
 )
-from percepiano_parity.diagnosis.rule import Rule, SourceRef, having
 
 VARIANT_MODULES = {
     "note_contractor": "bilstm-note / single-7layer", "note_attention": "bilstm-note / single-7layer",

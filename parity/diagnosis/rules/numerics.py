@@ -1,0 +1,153 @@
+"""Rules for numbers and inputs: a forward that is not finite, reduced precision, input features of
+another width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from percepiano_parity.compare.structure import level_of
+from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.diagnosis.rule import (
+    Rule,
+    SourceRef,
+    about_modules,
+    downstream,
+    having,
+    module_of,
+    root_of,
+)
+
+# ----------------------------------------------------------------------------------------------------------
+# A subject whose forward (or loss) is not finite: one explanation instead of NaN in every figure.
+#
+# Tried before every other rule: NaN or infinite values make every later comparison meaningless, so the
+# explanation claims the `forward.non_finite` finding and every finding whose figures are not finite (the
+# levels, loss and gradients that inherit them). Findings with finite figures (a separate deviation upstream)
+# stay for the other rules.
+
+CONSEQUENCE_CHECKS = ("forward", "backward", "attention", "precision")
+
+
+def _not_finite(finding: Finding) -> bool:
+    return any(isinstance(v, float) and not math.isfinite(v) for v in finding.metrics.values())
+
+
+def _non_finite(findings: Sequence[Finding]) -> list[Finding] | None:
+    hits = having(findings, "forward.non_finite")
+    if not hits:
+        return None
+    levels = {f.location for f in hits}
+    consequences = [f for f in findings if f.kind != "forward.non_finite" and f.check in CONSEQUENCE_CHECKS
+                    and (_not_finite(f) or (f.kind.startswith("forward.first_divergent")
+                                            and (f.evidence.get("root_level") or f.location) in levels))]
+    return hits + consequences
+
+
+def _measure(claimed: Sequence[Finding]) -> dict[str, Any]:
+    first = having(claimed, "forward.non_finite")[0]
+    ev = first.evidence
+    module = ev.get("module")
+    origin = "an operation the audit could not locate (no module of the model returned it)"
+    if module is not None:
+        where = f"module {module}" if module else "the model's own forward"
+        origin = f"{where} ({ev.get('module_type', '?')})"
+        if ev.get("op"):
+            origin += f", operation {ev['op']}" + (f" at {ev['at']}" if ev.get("at") else "")
+    return {"subject": ev.get("subject", "replica"), "what": ev.get("what", "NaN"), "level": first.location,
+            "part": "loss" if first.location == "loss" else "output", "origin": origin,
+            "batch": ev.get("batch"), "bad": first.metrics.get("non_finite"), "numel": first.metrics.get("numel")}
+
+
+NON_FINITE_RULES: list[Rule] = [
+    Rule(
+        id="PP-NON-FINITE", title="The {subject}'s {part} is not finite ({what} from level {level})",
+        severity=Severity.ERROR,
+        original_does="Finite activations, loss and gradients on every batch of the audit.",
+        replica_does="The {subject} produces {what} values at level {level} ({bad} of {numel} elements on batch "
+                     "{batch}); first produced by {origin}.",
+        effect="Every later level, the loss and the gradients are {what} too, so no other figure of this run can "
+               "be compared; training would diverge at once.",
+        fix="Look at {origin}: a division by zero, the log or square root of a value that is not positive, an "
+            "overflow, or a weight that is already NaN. Fix it there, then run the audit again.",
+        match=_non_finite, measure=_measure, priority=1, tags=("numerics",)),
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rules for numbers and inputs: reduced precision, and input features of another width.
+
+
+def _precision(findings: Sequence[Finding]) -> list[Finding] | None:
+    lowered = having(findings, "precision.activations") + having(
+        findings, "recipe.mismatch", where=lambda f: f.location == "precision")
+    if not lowered:
+        return None
+    # relation tests at a level of lowered precision measure the rounding, not a second cause
+    relations = [f for f in findings if f.kind.startswith("forward.relation") or f.kind == "forward.root"]
+    return lowered + having(findings, "precision.parameters") + downstream(findings, None) + relations
+
+
+def _precision_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
+    for f in having(claimed, "precision.activations"):
+        return {"dtypes": ", ".join(f.evidence.get("candidate_dtypes", [])), "lowered_levels": f.metrics.get("levels")}
+    for f in having(claimed, "recipe.mismatch"):
+        return {"dtypes": str(f.evidence.get("replica"))}
+    return {}
+
+
+def _embedder_width(findings: Sequence[Finding]) -> list[Finding] | None:
+    def at_embedding(f: Finding) -> bool:
+        return level_of(module_of(f) + ".") == "embedding"
+
+    changed = having(findings, "structure.shape", where=lambda f: at_embedding(f) and len(
+        f.evidence.get("reference_shape", [])) == 2 and f.evidence["reference_shape"][1] != f.evidence.get(
+        "candidate_shape", [0, 0])[1]) + having(
+        findings, "structure.setting", where=lambda f: at_embedding(f) and "in_features" in f.evidence.get("changed", {}))
+    if not changed:
+        return None
+    modules = {module_of(f) for f in changed}
+    return about_modules(findings, modules) + downstream(findings, root_of(findings))
+
+
+def _embedder_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
+    for f in having(claimed, "structure.shape"):
+        return {"original_features": f.evidence["reference_shape"][1], "replica_features": f.evidence["candidate_shape"][1]}
+    for f in having(claimed, "structure.setting"):
+        old, new = f.evidence["changed"]["in_features"]
+        return {"original_features": old, "replica_features": new}
+    return {}
+
+
+PRECISION_RULES: list[Rule] = [
+    # ---- precision and inputs ----------------------------------------------------------------------------
+    Rule(
+        id="PP-PRECISION", title="Reduced precision (autocast) instead of float32", whole_model=True,
+        severity=Severity.ERROR,
+        original_does="Trains and evaluates in float32: no autocast and no half() anywhere in train_m2pf.py.",
+        replica_does="Runs levels in a lower precision ({dtypes}).",
+        effect="Rounding of ~1e-3 relative per level; LSTM recurrences and softmaxes amplify it (logits move by "
+               "up to {logits_max_abs:.3g} here); gradients are noisier, and small learning rates (2.5e-5) can "
+               "stall in bf16.",
+        fix="Run in float32: drop torch.autocast / .half() / bf16 mixed precision.",
+        match=_precision, measure=_precision_measure, refs=(SourceRef("train_m2pf.py", r"def train_step"),),
+        fix_action="float32", priority=10),
+    Rule(
+        id="PP-INPUT-FEATURES", title="Input features differ: {replica_features} columns instead of {original_features}",
+        severity=Severity.ERROR,
+        original_does="Takes the input width from the training pickles (79 columns: VirtuosoNet's 78 score "
+                      "features with section_tempo added as the 6th key), not from the yml's 78; MixEmbedder "
+                      "applies one Linear to all of them.",
+        replica_does="Feeds {replica_features} feature columns to the note embedder; a missing column shifts "
+                     "every later column's meaning.",
+        effect="The embedding differs for every note, and so does every level after it (logits by up to "
+               "{logits_max_abs:.3g}); weights trained on one layout are meaningless on the other.",
+        fix="Use the original's 79-column layout (batches.features.FEATURE_LAYOUT), including section_tempo.",
+        match=_embedder_width, measure=_embedder_measure,
+        refs=(SourceRef("utils.py", r"def get_input_size_from_training_data"),
+              SourceRef("note_embedder.py", r"self\.fc = nn\.Linear\(self\.input_size"),
+              SourceRef("pyScoreParser/data_for_training.py", r"^VNET_INPUT_KEYS")),
+        priority=12),
+]
