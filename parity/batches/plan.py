@@ -20,8 +20,9 @@ from percepiano_parity.core.options import EDGE_MAX_NOTES, MIN_NOTES, CheckOptio
 
 
 def make_batches(options: CheckOptions, config: ModelConfig, seed: int) -> list[CanonicalBatch]:
-    """Realistic batches (synthetic, or real ones from `options.data`), then the synthetic edge cases."""
-    from percepiano_parity.batches.synthetic import edge_cases, generate_batches
+    """Realistic batches (synthetic, or real ones from `options.data`), then the synthetic edge cases: those the
+    original runs, then those it raises on (a replica is to raise alike)."""
+    from percepiano_parity.batches.synthetic import edge_cases, generate_batches, raising_edge_cases
 
     if options.data:
         batches = real_batches(options, config, seed)
@@ -30,7 +31,7 @@ def make_batches(options: CheckOptions, config: ModelConfig, seed: int) -> list[
                                    include_edge_cases=False)
     if options.edge_cases:
         cap = min(options.max_notes or EDGE_MAX_NOTES, EDGE_MAX_NOTES)
-        batches += edge_cases(seed, config, max_notes=cap)
+        batches += edge_cases(seed, config, max_notes=cap) + raising_edge_cases(seed, config, max_notes=cap)
     return batches
 
 

@@ -499,6 +499,62 @@ def edge_cases(seed: int, config: ModelConfig | None = None, max_notes: int | No
     return out
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Edge cases the original raises on (found by running it, tests/batches/test_raising_edge_cases.py; the fuzz test
+# tests/replica/test_fuzz_original.py covers the same structures): a replica that raises alike agrees there, one
+# that returns values (clamps an index, skips an item) is told so (checks.forward, PP-RAISES-ORIGINAL-ONLY).
+#
+# * edge:raises-beat-past-last-node - one item alone whose beat numbers jump by 2 once: the jump is no boundary
+#   (utils.py find_boundaries: diff == 1), so the item has one beat node fewer than its zero-shifted beat numbers
+#   count, and its first two notes share a beat, so its span covers every note (cal_length_from_padded_beat_numbers
+#   gives 1, meaning the whole row): span_beat_to_note_num (model_utils.py:56) indexes a node past the last one,
+#   IndexError.
+# * edge:raises-measure-past-last-node - the same with a measure-number jump of 2 (the measure span).
+# * edge:raises-length-1-only - a batch of length-1 items only: the span's diff is empty, and the original's
+#   fallback length (N*T) indexes past the row, IndexError.
+
+RAISING_EDGE_TAGS = (
+    "edge:raises-beat-past-last-node",
+    "edge:raises-measure-past-last-node",
+    "edge:raises-length-1-only",
+)
+_RAISING_EDGE_STREAM = 3
+
+
+def _jump_once(numbers: torch.Tensor) -> torch.Tensor:
+    """The numbers with every number from the middle rise by exactly 1 on raised by one more (one jump of 2)."""
+    rises = [p for p in range(1, len(numbers)) if int(numbers[p]) - int(numbers[p - 1]) == 1]
+    out = numbers.clone()
+    if rises:
+        out[rises[len(rises) // 2]:] += 1
+    return out
+
+
+def raising_edge_cases(seed: int, config: ModelConfig | None = None,
+                       max_notes: int | None = None) -> list[CanonicalBatch]:
+    """The batches of RAISING_EDGE_TAGS (see above), seeded like `edge_cases` on a stream of their own."""
+    _check_max_notes(max_notes)
+    config = config or ModelConfig()
+
+    def rng_for(case: int) -> np.random.Generator:
+        return np.random.Generator(np.random.PCG64([seed, _RAISING_EDGE_STREAM, case]))
+
+    out: list[CanonicalBatch] = []
+    rng = rng_for(0)
+    seg = _realistic(rng, config, f"edge{seed}-beat-jump", max_notes=max_notes, shared_first_beat=True)
+    out.append(CanonicalBatch(segments=(_with(seg, beat=_jump_once(seg.beat)),), tags=(RAISING_EDGE_TAGS[0],)))
+
+    rng = rng_for(1)
+    seg = _realistic(rng, config, f"edge{seed}-measure-jump", max_notes=max_notes, shared_first_beat=True)
+    out.append(CanonicalBatch(segments=(_with(seg, measure=_jump_once(seg.measure)),), tags=(RAISING_EDGE_TAGS[1],)))
+
+    rng = rng_for(2)
+    ones = tuple(_segment(rng, _name(rng, f"edge{seed}-len1-only-{i}"), _Layout([b], [m], [1]), config)
+                 for i, (b, m) in enumerate(((1, 1), (3, 2))))
+    out.append(CanonicalBatch(segments=ones, tags=(RAISING_EDGE_TAGS[2],)))
+    return out
+
+
 def structure_problems(segment: Segment, *, normal: bool = True, hazards: bool = True) -> list[str]:
     """Violations of the original's note-location conventions (empty when the segment is well formed).
 

@@ -142,6 +142,64 @@ def relation_findings(state: ComparisonState) -> list[Finding]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Batches one side raised on (compare.raises): a crash is a deviation. The replica raising where the original runs
+# is an error (a training run would stop where the original's goes on); the original raising where the replica
+# returns values is a warning (the replica computes something the original never did, on inputs the original
+# cannot take); both raising is agreement, said in an information finding with both exceptions.
+
+
+def _batch_words(entry: dict[str, Any]) -> str:
+    lengths = entry.get("lengths") or []
+    shown = ", ".join(map(str, lengths[:6])) + (", ..." if len(lengths) > 6 else "")
+    items = entry.get("items", len(lengths))
+    return (f"batch {entry['batch'] + 1} ({', '.join(entry.get('tags') or []) or 'generated'}; {items} "
+            f"item{'s' if items != 1 else ''}, length{'s' if items != 1 else ''} {shown})")
+
+
+def _raised_words(failure: dict[str, Any]) -> str:
+    text = f"{failure['type']}: {failure['message']}" if failure.get("message") else str(failure["type"])
+    if failure.get("stands_for") and failure["stands_for"] != failure["type"]:
+        text += f" (where the original raises {failure['stands_for']})"
+    return text + (f" (at {short_site(failure['where'].split(', in ')[0])})" if failure.get("where") else "")
+
+
+def _clamp_words(entry: dict[str, Any]) -> str:
+    clamps = [c for c in entry.get("candidate_clamps") or [] if c.get("integer")]
+    if not clamps:
+        return ""
+    first = clamps[0]
+    where = short_site(first["where"].split(", in ")[0]) if first.get("where") else "its forward"
+    return f" (it clamps: {first['op']} at {where} changed {first['changed']} index values)"
+
+
+def raise_findings(state: ComparisonState) -> list[Finding]:
+    """One finding per batch a side raised on (see above), with the batch, both sides' exceptions and, for a
+    replica that returned values, the clamps that changed values, as evidence."""
+    out: list[Finding] = []
+    ref, cand = state.reference_name, state.candidate_name
+    for entry in state.raised:
+        where = f"{(entry.get('tags') or ['batch'])[0]}#{entry['batch']}"
+        batch = _batch_words(entry)
+        r, c, result = entry.get("reference"), entry.get("candidate"), entry.get("outcome")
+        evidence = dict(entry)
+        if result == "replica_raises" and c is not None:
+            out.append(Finding(CHECK, "forward.replica_raises", where, Severity.ERROR,
+                               f"the {cand} raises on {batch}, which the {ref} runs: {_raised_words(c)}",
+                               metrics={"items": entry.get("items")}, evidence=evidence))
+        elif result == "original_raises" and r is not None:
+            out.append(Finding(CHECK, "forward.original_raises", where, Severity.WARNING,
+                               f"the {ref} raises {r['kind']} on {batch}: {_raised_words(r)}; the {cand} returns "
+                               f"values{_clamp_words(entry)}", metrics={"items": entry.get("items")},
+                               evidence=evidence))
+        elif r is not None and c is not None:
+            alike = "alike" if result == "both_raise_alike" else f"with another kind of error ({c['kind']})"
+            out.append(Finding(CHECK, "forward.raises_alike", where, Severity.INFO,
+                               f"both raise on {batch}, {alike}: the {ref} {_raised_words(r)}; the {cand} "
+                               f"{_raised_words(c)}", evidence=evidence))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Forward check: per level, identical weights and batches, eval mode; real and padded positions apart.
 #
 # Each level is judged on its cumulative (free-running) error and, where the candidate can be teacher-forced,
@@ -249,6 +307,7 @@ def run(state: ComparisonState) -> CheckResult:
                 f"first divergent operation inside {state.relations[0]['level']}: {op['op']}",
                 evidence={**op, "level": state.relations[0]["level"]}))
     findings += relation_findings(state)
+    findings += raise_findings(state)
     findings += [f for f in (calling_finding(state), located_on_finding(state)) if f is not None]
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     tables = {"levels": rows, **location_tables(state)}

@@ -13,6 +13,7 @@ computes all of it everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from percepiano_parity.compare.aggregate import (
 )
 from percepiano_parity.compare.locate import level_modules, locate
 from percepiano_parity.compare.noise import FloorMeter, NoiseFloors, Tolerances
+from percepiano_parity.compare.raises import batch_record, changed_by_clamps, describe_failure, outcome
 from percepiano_parity.compare.relations.search import diagnosis_batch
 from percepiano_parity.compare.state import ComparisonState, InitStat
 from percepiano_parity.compare.structure import describe, recording_calls, recording_functions, trace_calls
@@ -58,7 +60,18 @@ class EngineOptions:
 
 
 class EngineError(RuntimeError):
-    """A comparison that cannot proceed (a subject failed on a batch, nothing could be mapped)."""
+    """A comparison that cannot proceed (no batch both subjects run on, nothing could be mapped)."""
+
+
+class SideFailure(EngineError):
+    """One subject raised on one batch (its exception is the cause): a finding about that batch, not the end of
+    the audit (the engine records it and goes on with the other batches)."""
+
+    wraps_side_failure = True
+
+    def __init__(self, message: str, *, side: str, index: int) -> None:
+        super().__init__(message)
+        self.side, self.index = side, index
 
 
 def _init_stats(reference: torch.nn.Module, candidate: torch.nn.Module, wm: WeightMap) -> list[InitStat]:
@@ -112,8 +125,16 @@ LOCATING_ITEMS = 4  # items of the telling batch that levels are located on (the
 def telling_batch(batches: Sequence[CanonicalBatch]) -> CanonicalBatch:
     """The batch that pairing and locating look at: of the normal batches (not edge cases), the one with the most
     distinct lengths, so that padding and packing differences show (the first one on a tie)."""
-    normal = [b for b in batches if not any(t.startswith("edge:") for t in b.tags)] or list(batches)
-    return max(normal, key=lambda b: len(set(b.lengths)))
+    return telling_order(batches)[0]
+
+
+def telling_order(batches: Sequence[CanonicalBatch]) -> list[CanonicalBatch]:
+    """Every batch in the order pairing and locating would take them: normal batches by most distinct lengths
+    (the first one on a tie), then the edge cases in the same order."""
+    def rank(b: CanonicalBatch) -> tuple[bool, int]:
+        return any(t.startswith("edge:") for t in b.tags), -len(set(b.lengths))
+
+    return sorted(batches, key=rank)
 
 
 class Engine:
@@ -153,8 +174,10 @@ class Engine:
             # names alone leave parameters unpaired: trace both forwards and pair the rest by what the modules
             # compute (shapes, call order; values where call order and names disagree)
             if ref_order is None:
-                ref_order = trace_calls(ref.model, lambda: ref.run(first_batch, grads=False), parameters=True)
-            cand_order = trace_calls(cand.model, lambda: cand.run(first_batch, grads=False), parameters=True)
+                ref_order = trace_calls(ref.model, lambda: self._run(ref, first_batch, 0, grads=False),
+                                        parameters=True)
+            cand_order = trace_calls(cand.model, lambda: self._run(cand, first_batch, 0, grads=False),
+                                     parameters=True)
 
             def build(choices: Mapping[tuple[str, ...], str]) -> WeightMap:
                 return map_weights(ref.model, cand.model, reference_order=ref_order, candidate_order=cand_order,
@@ -246,8 +269,9 @@ class Engine:
         try:
             records, counts = cand.capture(batch)  # type: ignore[attr-defined]
         except Exception as exc:  # a candidate failing on the batch is reported as in any run
-            raise EngineError(f"the {cand.info.name} failed on batch 0 ({', '.join(batch.tags) or 'generated'}): "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            raise SideFailure(f"the {cand.info.name} failed on batch 0 ({', '.join(batch.tags) or 'generated'}): "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                              side="candidate", index=0) from exc
         explicit = cand.explicit()  # type: ignore[attr-defined]
         sites = locate(ref_taps.levels, ref_taps.attention, records, counts, cand.level_graph(),  # type: ignore
                        skip=explicit, modules=level_modules(st.weight_map))
@@ -265,26 +289,29 @@ class Engine:
 
     # -- per batch ----------------------------------------------------------------------------------------
     def fold_batch(self, index: int, batch: CanonicalBatch) -> None:
+        """Run both subjects on one batch and fold what they recorded; a batch one of them (or both) raises on is
+        recorded as such (`state.raised`, compare.raises) and the audit goes on with the next batch."""
         st = self.state
-        if self._floor_meter is not None and st.floors.batches < self.options.floor_batches:
-            self._floor_meter.measure(batch, grads=False)
-            if self.options.thorough:
-                self._floor_meter.ensure_grads()
-        if self._call_orders is None or not self._functions_recorded:
-            with recording_calls(self.reference.model) as ref_order, recording_functions(self.reference.model) as rf:
-                ref_taps = self._run(self.reference, batch, index)
-            with recording_calls(self.candidate.model) as cand_order, recording_functions(self.candidate.model) as cf:
-                cand_taps = self._run(self.candidate, batch, index)
+        record = self._call_orders is None or not self._functions_recorded
+        runs = [self._attempt(subject, batch, index, record) for subject in (self.reference, self.candidate)]
+        (ref_taps, ref_exc, ref_order, rf), (cand_taps, cand_exc, cand_order, cf) = runs
+        if ref_exc is not None or cand_exc is not None:
+            self._record_raise(index, batch, ref_exc, cand_exc)
+            return
+        assert ref_taps is not None and cand_taps is not None
+        if record:
             if self._call_orders is None:
-                self._call_orders = (ref_order, cand_order)
+                self._call_orders = (ref_order or [], cand_order or [])
             self._functions_recorded = True
             orders = self._call_orders
             if not callable(getattr(self.reference, "structure", None)):
                 st.reference_structure = describe(self.reference.model, orders[0], rf)
             st.candidate_structure = describe(self.candidate.model, orders[1], cf)
-        else:
-            ref_taps = self._run(self.reference, batch, index)
-            cand_taps = self._run(self.candidate, batch, index)
+        # floors after both sides ran: the faithful replica that measures them raises where the original does
+        if self._floor_meter is not None and st.floors.batches < self.options.floor_batches:
+            self._floor_meter.measure(batch, grads=False)
+            if self.options.thorough:
+                self._floor_meter.ensure_grads()
         profile = batch_profile(batch)
         self._fold_levels(index, batch, profile, ref_taps, cand_taps)
         self._fold_grads(index, ref_taps, cand_taps)
@@ -293,13 +320,46 @@ class Engine:
         st.batches += 1
         st.batch_tags.extend(t for t in batch.tags if t not in st.batch_tags)
 
+    def _attempt(self, subject: Subject, batch: CanonicalBatch, index: int, record: bool
+                 ) -> tuple[Taps | None, SideFailure | None, list[str] | None, list[dict] | None]:
+        """(taps, None, call order, function calls) of one run, or (None, the failure, ...) when it raised;
+        with `record`, the call order and function calls are recorded for the structure descriptions."""
+        with contextlib.ExitStack() as stack:
+            order = stack.enter_context(recording_calls(subject.model)) if record else None
+            functions = stack.enter_context(recording_functions(subject.model)) if record else None
+            try:
+                taps = self._run(subject, batch, index)
+            except SideFailure as exc:
+                return None, exc, None, None
+        return taps, None, order, functions
+
+    def _record_raise(self, index: int, batch: CanonicalBatch, ref_exc: BaseException | None,
+                      cand_exc: BaseException | None) -> None:
+        """What each side did on a batch one of them raised on; for a candidate that returned values there, the
+        clamps that changed values in its forward (an index clamped into range instead of raising)."""
+        st = self.state
+        entry = batch_record(index, batch)
+        entry["reference"] = describe_failure(ref_exc, self.reference.info.source) if ref_exc is not None else None
+        entry["candidate"] = describe_failure(cand_exc, self.candidate.info.source) if cand_exc is not None else None
+        entry["outcome"] = outcome(entry["reference"], entry["candidate"])
+        if cand_exc is None:
+            try:
+                with changed_by_clamps() as clamps:
+                    self.candidate.run(batch, grads=False)
+                entry["candidate_clamps"] = clamps[:4]
+            except Exception as exc:  # noqa: BLE001 - evidence only: the candidate already ran on this batch
+                entry["candidate_clamps_note"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        st.raised.append(entry)
+        st.batch_tags.extend(t for t in batch.tags if t not in st.batch_tags)
+
     def _run(self, subject: Subject, batch: CanonicalBatch, index: int, *, grads: bool = True) -> Taps:
         try:
             return subject.run(batch, grads=grads)
         except Exception as exc:  # a subject failing on a batch is a finding about the batch, reported upward
-            raise EngineError(f"the {subject.info.name} failed on batch {index} "
+            side = "reference" if subject is self.reference else "candidate"
+            raise SideFailure(f"the {subject.info.name} failed on batch {index} "
                               f"({', '.join(batch.tags) or 'generated'}): {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}", side=side, index=index) from exc
 
     def _fold_levels(self, index: int, batch: CanonicalBatch, profile: BatchProfile, ref_taps: Taps,
                      cand_taps: Taps) -> None:
@@ -483,8 +543,7 @@ class Engine:
         progress = self.options.progress
         if progress:
             progress("prepare", 0, len(batches))
-        telling = telling_batch(batches)
-        self.prepare(telling)
+        telling = self._prepare_on_a_batch_both_run(batches)
         if self.state.located_on:
             self.state.located_on.update(batch=next(i for i, b in enumerate(batches) if b is telling),
                                          batches=len(batches))
@@ -492,6 +551,36 @@ class Engine:
             self.fold_batch(i, batch)
             if progress:
                 progress("batch", i + 1, len(batches))
-        self.locate_first_op(batches[0])
+        folded = [b for i, b in enumerate(batches) if i not in {r["batch"] for r in self.state.raised}]
+        if not folded:
+            first = self.state.raised[0] if self.state.raised else {}
+            failure = first.get("candidate") or first.get("reference") or {}
+            raise EngineError(f"no batch ran on both sides; on batch 0 the {self._side_name(first)} raised "
+                              f"{failure.get('type')}: {failure.get('message')}"
+                              + (f" (at {failure['where']})" if failure.get("where") else ""))
+        self.locate_first_op(folded[0])
         self.search_relations(batches)
         return self.state
+
+    def _side_name(self, entry: Mapping[str, object]) -> str:
+        return self.candidate.info.name if entry.get("candidate") else self.reference.info.name
+
+    def _prepare_on_a_batch_both_run(self, batches: Sequence[CanonicalBatch]) -> CanonicalBatch:
+        """Prepare (pairing, locating, floors) on the telling batch; when a subject raises on it, on the next
+        one in telling order (the batch is recorded as raised when it is folded). The candidate's model and the
+        state are put back as they were before each new try."""
+        own, raised = self.candidate.model, self.state.raised
+        order = telling_order(batches)
+        for k, telling in enumerate(order):
+            try:
+                self.prepare(telling)
+                return telling
+            except SideFailure:
+                if k == len(order) - 1:
+                    raise
+                self.candidate.model = own
+                self._first_reference, self._call_orders, self._functions_recorded = None, None, False
+                self.state = ComparisonState(variant=self.variant, reference_name=self.reference.info.name,
+                                             candidate_name=self.candidate.info.name)
+                self.state.raised = raised
+        raise EngineError("no batches to compare")

@@ -113,3 +113,6 @@ class ComparisonState:
     located_on: dict[str, Any] = field(default_factory=dict)  # the batch levels were located on
     derived: list[str] = field(default_factory=list)  # of those, computed by the adapter's run_level instead
     conventions: list[dict[str, str]] = field(default_factory=list)  # how the candidate is called (user models)
+    # batches one side (or both) raised on, in batch order (compare.raises): which batch, what each side raised
+    # (type, one-line message, kind, file:line), the outcome, and the clamps of a candidate that returned values
+    raised: list[dict[str, Any]] = field(default_factory=list)

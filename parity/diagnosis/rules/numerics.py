@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from percepiano_parity.compare.structure import level_of
@@ -73,6 +74,72 @@ NON_FINITE_RULES: list[Rule] = [
         fix="Look at {origin}: a division by zero, the log or square root of a value that is not positive, an "
             "overflow, or a weight that is already NaN. Fix it there, then run the audit again.",
         match=_non_finite, measure=_measure, priority=1, tags=("numerics",)),
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A batch one side raises on and the other does not (checks.forward raise findings): the crash is the deviation.
+# Each rule claims its findings only: the batches both sides ran on are compared and explained as usual.
+
+
+def _raise_measure(kind: str, side: str) -> Any:
+    def measure(claimed: Sequence[Finding]) -> dict[str, Any]:
+        hits = having(claimed, kind)
+        if not hits:
+            return {}
+        first = hits[0].evidence
+        failure = first.get(side) or {}
+        words = [f"batch {f.evidence['batch'] + 1} ({', '.join(f.evidence.get('tags') or []) or 'generated'}; "
+                 f"lengths {', '.join(map(str, (f.evidence.get('lengths') or [])[:4]))})" for f in hits[:4]]
+        out: dict[str, Any] = {
+            "raise_count": len(hits), "raise_batches": "; ".join(words) + (" ..." if len(hits) > 4 else ""),
+            "exception": failure.get("type"), "message": failure.get("message"),
+            "where": (failure.get("where") or "").split(", in ")[0] or None,
+            "kind": failure.get("kind"), "batch_word": "batch" if len(hits) == 1 else "batches"}
+        clamps = [c for c in first.get("candidate_clamps") or [] if c.get("integer")]
+        if clamps:
+            out.update(clamp_op=clamps[0]["op"], clamp_where=clamps[0]["where"].split(", in ")[0] or None,
+                       clamp_changed=clamps[0]["changed"])
+        return out
+    return measure
+
+
+def _original_raise_site(claimed: Sequence[Finding], root: Path | None) -> list[str]:
+    """The original's line that raised, when it lies in the checkout (cited like the rules' source lines)."""
+    out = []
+    for f in having(claimed, "forward.original_raises"):
+        where = ((f.evidence.get("reference") or {}).get("where") or "").split(", in ")[0]
+        if where and root is not None and (Path(root) / where.rsplit(":", 1)[0]).is_file() and where not in out:
+            out.append(where)
+    return out
+
+
+RAISE_RULES: list[Rule] = [
+    Rule(
+        id="PP-RAISES", title="The replica raises {exception} on {raise_count} {batch_word} the original runs",
+        severity=Severity.ERROR,
+        original_does="Runs {raise_batches} and returns logits.",
+        replica_does="Raises {exception}: {message} (at {where}).",
+        effect="A training or evaluation run that meets such a batch stops where the original's goes on; the "
+               "{batch_word} could not be compared (the audit compared every other batch).",
+        fix="Look at {where}: the inputs of the batch (the forward check lists its items and lengths) are ones "
+            "the original takes; make that code take them too.",
+        match=lambda findings: having(findings, "forward.replica_raises") or None,
+        measure=_raise_measure("forward.replica_raises", "candidate"), priority=2, tags=("raises",)),
+    Rule(
+        id="PP-RAISES-ORIGINAL-ONLY",
+        title="The original raises {kind} on {raise_count} {batch_word} where the replica returns values",
+        severity=Severity.WARNING,
+        original_does="Raises {exception} on {raise_batches} ({message}, at {where}).",
+        replica_does="Returns values there«: it clamps ({clamp_op} at {clamp_where} changed {clamp_changed} index "
+                     "values on the first of them)».",
+        effect="The replica computes outputs for inputs the original cannot take, so whatever it learns or "
+               "predicts on them has no counterpart in the original; on inputs the original takes nothing changes.",
+        fix="Raise where the original raises (or keep such inputs from reaching the model); to keep the more "
+            "permissive behaviour on purpose, waive PP-RAISES-ORIGINAL-ONLY with a reason.",
+        match=lambda findings: having(findings, "forward.original_raises") or None,
+        measure=_raise_measure("forward.original_raises", "reference"), locate=_original_raise_site, priority=3,
+        tags=("raises",)),
 ]
 
 
