@@ -63,6 +63,7 @@ features are `{**score_features, **perform_features}` and both keys are also per
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
 
 Layout = tuple[tuple[str, int], ...]
@@ -207,3 +208,85 @@ _SCALARS = frozenset(k for k in (*DEFAULT_INPUT_KEYS, *SPLIT_INPUT_KEYS) if k no
 
 def _known_scalar(key: str) -> bool:
     return key in _SCALARS or key.endswith("_unnorm")
+
+
+# -- which batch columns a model built for another width takes ---------------------------------------------
+#
+# A replica built for another input width (78: the yml's `input_size: 78 # 79? added`, VirtuosoNet's list without
+# section_tempo; 84 and 101: the key lists the original's converter writes) cannot take the batch's columns as they
+# are. `column_plan` says which batch column each of its input columns takes: by key name when a layout of the
+# model's width is known (the batch's keys it lacks and the keys it has in excess are named), else by position (the
+# first columns shared; the rest named by the batch's layout, or by number).
+
+# the layouts a model may be built for: the original's key lists, and the yml's 78 (no key list writes it)
+MODEL_LAYOUTS: dict[str, Layout] = {
+    **LAYOUTS, "yml-78-without-section-tempo": tuple(b for b in FEATURE_LAYOUT if b[0] != "section_tempo")}
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """For each of a model's input columns, the batch column it takes (None: a column the batch lacks, filled with
+    zeros); `by` is "names" or "position"; `missing` / `extra` name the batch's columns the model lacks and the
+    model's columns the batch lacks (key names, or "columns a-b" by position)."""
+
+    batch_width: int
+    model_width: int
+    columns: tuple[int | None, ...]
+    by: str
+    batch_layout: str | None
+    model_layout: str | None
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+
+    @property
+    def shared(self) -> int:
+        return sum(1 for c in self.columns if c is not None)
+
+    @property
+    def unused_batch_columns(self) -> tuple[int, ...]:
+        taken = {c for c in self.columns if c is not None}
+        return tuple(c for c in range(self.batch_width) if c not in taken)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"batch_width": self.batch_width, "model_width": self.model_width, "by": self.by,
+                "batch_layout": self.batch_layout, "model_layout": self.model_layout, "shared": self.shared,
+                "missing": list(self.missing), "extra": list(self.extra),
+                "unused_batch_columns": list(self.unused_batch_columns)}
+
+
+def _known(width: int, layouts: dict[str, Layout]) -> tuple[str, Layout] | None:
+    return next(((name, lay) for name, lay in layouts.items() if total_width(lay) == width), None)
+
+
+def _span(start: int, end: int) -> str:
+    return f"column {start}" if end - start == 1 else f"columns {start}-{end - 1}"
+
+
+def _named_range(start: int, end: int, layout: Layout | None) -> str:
+    """Columns [start, end) of a layout, by the keys they hold."""
+    if layout is None:
+        return _span(start, end)
+    keys = [k for k, (a, b) in layout_offsets(layout).items() if a < end and b > start]
+    return f"{_span(start, end)} ({', '.join(keys)})" if keys else _span(start, end)
+
+
+def column_plan(batch_width: int, model_width: int) -> ColumnPlan:
+    """Which batch column each of a `model_width`-column model's inputs takes (see above)."""
+    batch = _known(batch_width, LAYOUTS)
+    model = _known(model_width, MODEL_LAYOUTS) if batch is not None else None
+    if batch is not None and model is not None:
+        at_batch = layout_offsets(batch[1])
+        columns: list[int | None] = []
+        for key, width in model[1]:
+            start = at_batch[key][0] if key in at_batch and at_batch[key][1] - at_batch[key][0] == width else None
+            columns += [start + k if start is not None else None for k in range(width)]
+        model_keys = dict(model[1])
+        missing = tuple(k for k, w in batch[1] if model_keys.get(k) != w)
+        extra = tuple(k for k, w in model[1] if dict(batch[1]).get(k) != w)
+        return ColumnPlan(batch_width, model_width, tuple(columns), "names", batch[0], model[0], missing, extra)
+    shared = min(batch_width, model_width)
+    columns = [k if k < shared else None for k in range(model_width)]
+    missing = (_named_range(shared, batch_width, batch[1] if batch else None),) if batch_width > shared else ()
+    extra = (_span(shared, model_width),) if model_width > shared else ()
+    return ColumnPlan(batch_width, model_width, tuple(columns), "position", batch[0] if batch else None, None,
+                      missing, extra)

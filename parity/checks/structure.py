@@ -84,6 +84,30 @@ def _leaf_sequence(desc: dict[str, Any], kinds: tuple[str, ...]) -> list[dict[st
     return [dict(modules[n], at=n) for n in desc.get("call_order", []) if modules.get(n, {}).get("type") in kinds]
 
 
+def input_columns(state: ComparisonState, candidate_param: str) -> dict[str, Any]:
+    """For the input projection of a candidate built for another input width (compare.engine: the shared
+    columns' weights were copied into it), which columns it takes, lacks and has in excess; {} otherwise."""
+    info = state.input_columns
+    return dict(info) if info and candidate_param in info.get("filled", ()) else {}
+
+
+def columns_words(columns: dict[str, Any]) -> str:
+    """"; an input projection for 78 columns: it lacks section_tempo (...)" for the shape finding."""
+    if not columns:
+        return ""
+    parts = [f"it lacks {', '.join(columns['missing'])}" if columns.get("missing") else "",
+             f"it has {', '.join(columns['extra'])} in excess" if columns.get("extra") else ""]
+    said = "; ".join(p for p in parts if p)
+    how = "matched by key name" if columns.get("by") == "names" else "matched by position"
+    rest = ("the columns it lacks zeroed on both sides" if columns.get("zeroed") else
+            "the columns it lacks still fed to the reference" if columns.get("missing") else
+            "its extra columns filled with zeros")
+    return (f"; an input projection for {columns['model_width']} input columns (the batch has "
+            f"{columns['batch_width']})"
+            + (f": {said}" if said else "") + f" (compared on the {columns['shared']} columns both have, {how}; "
+            f"{rest})")
+
+
 def run(state: ComparisonState) -> CheckResult:
     ref, cand, wm = state.reference_structure, state.candidate_structure, state.weight_map
     findings: list[Finding] = []
@@ -119,13 +143,16 @@ def run(state: ComparisonState) -> CheckResult:
                       "params": {n: cand["params"][n] for n in names}, "on_model_root": not module}))
         table.append({"path": where, "original": "—", "replica": _short(settings)})
     for r, c, rs, cs in wm.shape_conflicts:
+        columns = input_columns(state, c)
         findings.append(Finding(
             CHECK, "structure.shape", r, Severity.ERROR,
-            f"mapped pair {r} -> {c} has shapes {tuple(rs)} and {tuple(cs)}" if r in wm.override_pairs else
-            f"{r}: shape {tuple(rs)} in the {state.reference_name}, {tuple(cs)} in the {state.candidate_name}",
+            (f"mapped pair {r} -> {c} has shapes {tuple(rs)} and {tuple(cs)}" if r in wm.override_pairs else
+             f"{r}: shape {tuple(rs)} in the {state.reference_name}, {tuple(cs)} in the {state.candidate_name}")
+            + columns_words(columns),
             evidence={"reference_shape": list(rs), "candidate_shape": list(cs), "candidate_name": c,
                       "module_settings_reference": ref["modules"].get(_owner(r), {}),
-                      "module_settings_candidate": cand["modules"].get(_owner(c), {}), "level": level_of(r)}))
+                      "module_settings_candidate": cand["modules"].get(_owner(c), {}), "level": level_of(r),
+                      **({"input_columns": columns} if columns else {})}))
         table.append({"path": r, "original": str(tuple(rs)), "replica": str(tuple(cs))})
     # 2. settings of paired modules: what they compute, not what they are called (a class is not a deviation)
     # modules paired by their parameters, including those whose parameters conflict in shape (a resized

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from percepiano_parity.batches.canonical import CanonicalBatch
+from percepiano_parity.batches.canonical import CanonicalBatch, Segment
 from percepiano_parity.compare.aggregate import (
     AttentionAgg,
     BatchProfile,
@@ -36,7 +36,13 @@ from percepiano_parity.compare.raises import batch_record, changed_by_clamps, de
 from percepiano_parity.compare.relations.search import diagnosis_batch
 from percepiano_parity.compare.state import ComparisonState, InitStat
 from percepiano_parity.compare.structure import describe, recording_calls, recording_functions, trace_calls
-from percepiano_parity.compare.weight_mapping import WeightMap, copy_weights, map_weights, settle_by_values
+from percepiano_parity.compare.weight_mapping import (
+    WeightMap,
+    copy_shared_columns,
+    copy_weights,
+    map_weights,
+    settle_by_values,
+)
 from percepiano_parity.core.config import ModelConfig
 from percepiano_parity.subjects.recording import private_copy
 from percepiano_parity.subjects.subject import Subject, Taps, TeacherForcible
@@ -153,6 +159,7 @@ class Engine:
         self._call_orders: tuple[list[str], list[str]] | None = None
         self._functions_recorded = False  # dropout/activation calls, recorded during the first batch
         self._first_reference: Taps | None = None
+        self._zeroed = False  # the batch columns a candidate of another width lacks are zeroed on both sides
 
     @property
     def floor_meter(self) -> FloorMeter | None:
@@ -197,6 +204,10 @@ class Engine:
         # the hooks and taps the user registered on it keep recording where the user reads them
         cand.model = private_copy(cand.model)
         copy_weights(ref.model, cand.model, wm)
+        plan = getattr(cand, "input_plan", None)
+        if plan is not None:  # a candidate of another input width: its input projection takes the shared columns
+            filled = copy_shared_columns(ref.model, cand.model, wm, plan.columns, plan.batch_width)
+            st.input_columns = {**plan.to_dict(), "filled": filled, "zeroed": self._zeroed}
         if callable(getattr(cand, "capture", None)):
             self._locate(first_batch)
         st.reference_param_dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in ref.model.named_parameters()}
@@ -543,6 +554,7 @@ class Engine:
         progress = self.options.progress
         if progress:
             progress("prepare", 0, len(batches))
+        batches = self._on_shared_columns(batches)
         telling = self._prepare_on_a_batch_both_run(batches)
         if self.state.located_on:
             self.state.located_on.update(batch=next(i for i, b in enumerate(batches) if b is telling),
@@ -561,6 +573,26 @@ class Engine:
         self.locate_first_op(folded[0])
         self.search_relations(batches)
         return self.state
+
+    def _on_shared_columns(self, batches: Sequence[CanonicalBatch]) -> list[CanonicalBatch]:
+        """For a candidate built for another input width (subjects.calling: `input_plan`), the batches with the
+        columns it does not take set to 0 for both sides, so the audit goes on on the columns both have. A
+        recorded reference replays its own batches only: there the columns stay (the embedding then differs by
+        what the lacking columns contribute)."""
+        plan = getattr(self.candidate, "input_plan", None)
+        unused = list(plan.unused_batch_columns) if plan is not None else []
+        if not unused or callable(getattr(self.reference, "structure", None)):
+            return list(batches)
+        self._zeroed = True
+        out = []
+        for batch in batches:
+            segments = []
+            for seg in batch.segments:
+                features = seg.features.clone()
+                features[:, unused] = 0.0
+                segments.append(Segment(seg.name, features, seg.beat, seg.measure, seg.voice, seg.section, seg.label))
+            out.append(CanonicalBatch(segments=tuple(segments), tags=batch.tags))
+        return out
 
     def _side_name(self, entry: Mapping[str, object]) -> str:
         return self.candidate.info.name if entry.get("candidate") else self.reference.info.name

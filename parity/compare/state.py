@@ -116,3 +116,6 @@ class ComparisonState:
     # batches one side (or both) raised on, in batch order (compare.raises): which batch, what each side raised
     # (type, one-line message, kind, file:line), the outcome, and the clamps of a candidate that returned values
     raised: list[dict[str, Any]] = field(default_factory=list)
+    # a candidate built for another input width (batches.features.ColumnPlan.to_dict): which columns it takes and
+    # lacks, the input projections that got the shared columns' weights, and whether the rest was zeroed
+    input_columns: dict[str, Any] = field(default_factory=dict)

@@ -570,6 +570,28 @@ def copy_weights(reference: nn.Module, candidate: nn.Module, weight_map: WeightM
             cand[c].copy_(ref[r].detach().to(cand[c].dtype).reshape(cand[c].shape))
 
 
+def copy_shared_columns(reference: nn.Module, candidate: nn.Module, weight_map: WeightMap,
+                        columns: Sequence[int | None], reference_width: int) -> list[str]:
+    """For a candidate built for another input width (`columns[j]`: the reference's input column its column j
+    takes, None for one the reference lacks): copy the reference's weights of the shared columns into every input
+    projection whose shape conflicts only there ((out, reference_width) against (out, len(columns)): a Linear's
+    weight, an LSTM's weight_ih), zeros in the others, so the comparison goes on on the columns both have.
+    Returns the candidate parameters filled so."""
+    ref = dict(reference.named_parameters())
+    cand = dict(candidate.named_parameters())
+    taken = [j for j, c in enumerate(columns) if c is not None]
+    filled = []
+    with torch.no_grad():
+        for r, c, rs, cs in weight_map.shape_conflicts:
+            if len(rs) != 2 or len(cs) != 2 or rs[0] != cs[0] or rs[1] != reference_width or cs[1] != len(columns):
+                continue
+            weight = torch.zeros_like(cand[c])
+            weight[:, taken] = ref[r].detach().to(weight.dtype)[:, [columns[j] for j in taken]]
+            cand[c].copy_(weight)
+            filled.append(c)
+    return filled
+
+
 def copy_state(tensors: Mapping[str, torch.Tensor], candidate: nn.Module, weight_map: WeightMap) -> None:
     """Copy reference weights given as a name -> tensor mapping (a recorded bundle) into `candidate`."""
     cand = dict(candidate.named_parameters())

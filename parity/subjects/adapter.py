@@ -12,6 +12,7 @@ from pydantic import ConfigDict, field_validator
 from torch import Tensor, nn
 
 from percepiano_parity.batches.canonical import ModelInput
+from percepiano_parity.batches.features import ColumnPlan
 from percepiano_parity.core.errors import UsageError, call_user, user_code
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
 from percepiano_parity.core.validation import InputError, Schema, got, validated
@@ -127,6 +128,9 @@ class Conventions:
     input_width: int | None = None
     extra_columns: str | Callable[..., Any] = "zeros"
     arguments: tuple[str, ...] | None = None
+    # probed for a model built for another input width: which batch column each of its columns takes
+    # (batches.features.column_plan); None: the batch's columns as they are (and a declared width's extras)
+    input_plan: ColumnPlan | None = None
     declared: frozenset[str] = frozenset()
     detected: Mapping[str, str] = field(default_factory=dict)
 
@@ -148,6 +152,10 @@ class Conventions:
             how = "declared" if name in self.declared else ("detected" if name in self.detected else "default")
             rows.append({"convention": name, "value": _show(name, value), "how": how,
                          "note": self.detected.get(name, _NOTES.get(name, ""))})
+        if self.input_plan is not None:
+            plan = self.input_plan
+            rows.append({"convention": "input_columns", "value": f"{plan.shared} of {plan.batch_width} by {plan.by}",
+                         "how": "detected", "note": plan_note(plan)})
         if self.output == "predictions":
             rows.append({"convention": "logits", "value": "logit(prediction)", "how": "derived",
                          "note": "the model returns sigmoid outputs; the tool inverts them in float64 to compare "
@@ -156,6 +164,14 @@ class Conventions:
 
 
 _NOTES = {"location_base": "0: beat/measure numbers as the original's data has them"}
+
+
+def plan_note(plan: ColumnPlan) -> str:
+    """One sentence: which columns a model of another width is fed, and which it lacks or has in excess."""
+    lacks = f"it lacks {', '.join(plan.missing)}" if plan.missing else ""
+    excess = f"its {', '.join(plan.extra)} (which the batch lacks) get zeros" if plan.extra else ""
+    return (f"the {plan.shared} columns both have, matched by {'key name' if plan.by == 'names' else 'position'}"
+            + (f" ({'; '.join(p for p in (lacks, excess) if p)})" if lacks or excess else ""))
 
 
 def _show(name: str, value: Any) -> str:

@@ -20,10 +20,11 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from torch.overrides import TorchFunctionMode
 
 from percepiano_parity.batches.canonical import CanonicalBatch, ModelInput, collate
+from percepiano_parity.batches.features import column_plan
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.core.config import ModelConfig
 from percepiano_parity.core.errors import describe, is_code_failure, location, user_code
-from percepiano_parity.subjects.adapter import AdapterError, ConventionError, Conventions
+from percepiano_parity.subjects.adapter import AdapterError, ConventionError, Conventions, plan_note
 from percepiano_parity.subjects.replica_subject import preserved_state
 
 # ----------------------------------------------------------------------------------------------------------
@@ -103,7 +104,13 @@ def _features(conventions: Conventions, model_input: ModelInput, dtype: torch.dt
     padded, _ = pad_packed_sequence(x, batch_first=True)
     padded = padded.to(dtype)
     real = _real(model_input).to(padded.device)
-    if width is not None and width > padded.shape[-1]:
+    plan = conventions.input_plan
+    if plan is not None:  # a model of another width: the columns both have, in its own order; zeros elsewhere
+        taken = [j for j, c in enumerate(plan.columns) if c is not None]
+        fed = padded.new_zeros(*padded.shape[:2], plan.model_width)
+        fed[..., taken] = padded[..., [plan.columns[j] for j in taken]]
+        padded = fed
+    elif width is not None and width > padded.shape[-1]:
         extra_width = width - padded.shape[-1]
         if conventions.extra_columns == "zeros":
             extra = padded.new_zeros(*padded.shape[:2], extra_width)
@@ -276,8 +283,10 @@ def read_output(raw: Any, conventions: Conventions, *, batch: int, num_label: in
 # * mask / lengths: the forward has a parameter named like one (`mask`, `attention_mask`, `lengths`, ...);
 # * input: a PackedSequence first (the original's collate), then a zero-padded (N, T, F) tensor; the first the
 #   model accepts wins;
-# * input width: when neither is accepted, the input widths of the model's Linear and LSTM modules wider than the
-#   reference's, with zeros in the extra columns;
+# * input width: when neither is accepted, the input widths of the model's Linear and LSTM modules other than the
+#   reference's (wider first, then narrower, nearest first), fed the columns both have
+#   (batches.features.column_plan: by key name where a layout of that width is known, else by position; zeros in
+#   the model's columns the batch lacks);
 # * location base: the original's output does not change when every beat and measure number is shifted by a
 #   constant (its spans and measure boundaries are zero-shifted: model_utils.py:25 and :61; its beat boundaries
 #   depend on differences only, utils.py:234). A replica that fails with numbers from 0 but runs with numbers
@@ -327,13 +336,16 @@ def _readable(raw: Any, call: ModelCall, inp: ModelInput) -> bool:
 
 
 def _widths(model: nn.Module, reference_width: int) -> list[int]:
+    """The input widths of the model's Linear and RNN modules other than the reference's: wider ones first (in
+    module order), then narrower ones, nearest first (a model built for fewer columns, e.g. 78)."""
     found: list[int] = []
     for module in model.modules():
         width = getattr(module, "in_features", None) if isinstance(module, nn.Linear) else \
             getattr(module, "input_size", None) if isinstance(module, nn.RNNBase) else None
-        if isinstance(width, int) and width > reference_width and width not in found:
+        if isinstance(width, int) and width != reference_width and width not in found:
             found.append(width)
-    return found
+    return [w for w in found if w > reference_width] + sorted((w for w in found if w < reference_width),
+                                                              reverse=True)
 
 
 def _detect_arguments(model: nn.Module, c: Conventions) -> Conventions:
@@ -368,6 +380,8 @@ def _detect_input(model: nn.Module, call: ModelCall, inp: ModelInput, reference_
     trials = _trials(call, model, reference_width)
     for kind, width, base in trials:
         changes: dict[str, Any] = {"input": kind, "input_width": width}
+        if width is not None and "input_width" not in c.declared and width != reference_width:
+            changes["input_plan"] = column_plan(reference_width, width)
         if base:
             changes["location_base"] = BASE_1
         trial = call.with_conventions(c.with_(**changes))
@@ -383,8 +397,9 @@ def _detect_input(model: nn.Module, call: ModelCall, inp: ModelInput, reference_
             what = "PackedSequence" if kind == "packed" else "padded (N, T, F) tensor"
             detected["input"] = f"the forward accepts a {what}" + (f" (tried first: {errors[0]})" if errors else "")
         if width is not None and "input_width" not in c.declared:
-            detected["input_width"] = (f"{reference_width} columns are refused; the model takes {width} (extra "
-                                       "columns filled with zeros)")
+            plan = trial.conventions.input_plan
+            detected["input_width"] = (f"{reference_width} columns are refused; the model takes {width}"
+                                       + (f": fed {plan_note(plan)}" if plan is not None else ""))
         if base:
             detected["location_base"] = ("the model fails with beats and measures numbered from 0 and runs with "
                                          "them numbered from 1: 0 means padding to this model")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from percepiano_parity.batches.canonical import CanonicalBatch, ModelInput
+from percepiano_parity.batches.features import ColumnPlan
 from percepiano_parity.core.config import ModelConfig
 from percepiano_parity.core.errors import UsageError, call_user, user_code
 from percepiano_parity.core.levels import ATTENTIONS, LEVELS
@@ -261,6 +262,11 @@ class UserSubject:
 
     def use_sites(self, sites: Mapping[str, LevelSite]) -> None:
         self.sites = dict(sites)
+
+    @property
+    def input_plan(self) -> ColumnPlan | None:
+        """Which batch columns the model takes when it was built for another input width (probed), else None."""
+        return self.call.conventions.input_plan
 
     # -- running ----------------------------------------------------------------------------------------
     @staticmethod

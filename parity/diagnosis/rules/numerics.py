@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from percepiano_parity.batches.features import column_plan
 from percepiano_parity.compare.structure import level_of
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.diagnosis.rule import (
@@ -180,12 +181,34 @@ def _embedder_width(findings: Sequence[Finding]) -> list[Finding] | None:
 
 
 def _embedder_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for f in having(claimed, "structure.shape"):
-        return {"original_features": f.evidence["reference_shape"][1], "replica_features": f.evidence["candidate_shape"][1]}
-    for f in having(claimed, "structure.setting"):
-        old, new = f.evidence["changed"]["in_features"]
-        return {"original_features": old, "replica_features": new}
-    return {}
+        out = {"original_features": f.evidence["reference_shape"][1], "replica_features": f.evidence["candidate_shape"][1]}
+        columns = f.evidence.get("input_columns") or {}
+        break
+    else:
+        columns = {}
+        for f in having(claimed, "structure.setting"):
+            old, new = f.evidence["changed"]["in_features"]
+            out = {"original_features": old, "replica_features": new}
+            break
+    if not out:
+        return {}
+    if not columns and isinstance(out["original_features"], int) and isinstance(out["replica_features"], int):
+        plan = column_plan(out["original_features"], out["replica_features"])
+        columns = plan.to_dict() if plan.by == "names" else {}  # named by the layouts; positions are a guess
+    out.update(missing_columns=", ".join(columns.get("missing") or []) or None,
+               extra_columns=", ".join(columns.get("extra") or []) or None,
+               matched_by={"names": "key name", "position": "position"}.get(str(columns.get("by")))
+               if columns.get("filled") else None,
+               shared_columns=columns.get("shared") if columns.get("filled") else None,
+               zeroed_note=None if not columns.get("filled") else
+               "the columns it lacks set to 0 on both sides" if columns.get("zeroed") else
+               "the columns it lacks still feed the original" if columns.get("missing") else
+               "its extra columns filled with zeros",
+               shift_note="a missing column shifts every later column's meaning" if columns.get("by") != "names"
+               or not columns.get("filled") else None)
+    return out
 
 
 PRECISION_RULES: list[Rule] = [
@@ -207,11 +230,15 @@ PRECISION_RULES: list[Rule] = [
         original_does="Takes the input width from the training pickles (79 columns: VirtuosoNet's 78 score "
                       "features with section_tempo added as the 6th key), not from the yml's 78; MixEmbedder "
                       "applies one Linear to all of them.",
-        replica_does="Feeds {replica_features} feature columns to the note embedder; a missing column shifts "
-                     "every later column's meaning.",
-        effect="The embedding differs for every note, and so does every level after it (logits by up to "
-               "{logits_max_abs:.3g}); weights trained on one layout are meaningless on the other.",
-        fix="Use the original's 79-column layout (batches.features.FEATURE_LAYOUT), including section_tempo.",
+        replica_does="Builds its input projection for {replica_features} feature columns«, matched to the "
+                     "original's by {matched_by}»«: it lacks {missing_columns}»«; it has {extra_columns}, which the "
+                     "original's input does not hold»«; fed by position, {shift_note}».",
+        effect="Weights trained on one layout are meaningless on the other«; the logits differ by up to "
+               "{logits_max_abs:.3g}»«. The rest of the model was compared on the {shared_columns} columns both "
+               "have ({zeroed_note})».",
+        fix="Build the input projection for the original's {original_features} columns, in its layout "
+            "(batches.features: the original's key lists)«, including {missing_columns}»«, without "
+            "{extra_columns}».",
         match=_embedder_width, measure=_embedder_measure,
         refs=(SourceRef("utils.py", r"def get_input_size_from_training_data"),
               SourceRef("note_embedder.py", r"self\.fc = nn\.Linear\(self\.input_size"),
