@@ -200,6 +200,42 @@ def raise_findings(state: ComparisonState) -> list[Finding]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Inputs computed outside the levels (compare.derived_inputs): the first divergent level agrees on the original's
+# inputs but not in the free run. One information finding: the input the candidate computes differently, how, the
+# line, and the level's error before and after the original's value was put in its place (or what was tested).
+
+
+def derived_input_findings(state: ComparisonState) -> list[Finding]:
+    result = state.derived_input
+    if not result:
+        return []
+    level, found = result.get("level", ""), result.get("found")
+    common = {"root_level": level, "batch": result.get("batch"), "tested": result.get("tested", []),
+              "threshold": result.get("threshold")}
+    if found:
+        where = short_site(found.get("where"))
+        agree = [f"{'the logits' if name == 'logits' else name} agree{'s' if name != 'logits' else ''} (largest "
+                 f"difference {found[key]:.3g}, from {found[base]:.3g})"
+                 for name, key, base in ((level, "residual", "baseline"), ("logits", "logits_residual",
+                                                                           "logits_baseline"))
+                 if name in found.get("agree", ()) and found.get(key) is not None and found.get(base) is not None]
+        return [Finding(
+            CHECK, "forward.derived_input", f"{level}:{found['input']}", Severity.INFO,
+            f"at {level} (its own error is within tolerance on the {state.reference_name}'s inputs): {found['how']}, "
+            f"as the {state.candidate_name} computes them ({found['op']} at {where}); with the "
+            f"{state.reference_name}'s values there, {' and '.join(agree)}",
+            metrics={"residual": found["residual"], "baseline": found["baseline"],
+                     "logits_residual": found.get("logits_residual"), "logits_baseline": found.get("logits_baseline")},
+            evidence={**common, **found, "where_short": where, "agree_words": " and ".join(agree)})]
+    tested = ", ".join(sorted({f"{t['input']} ({t['relation']})" for t in result.get("tested", [])})) or "none"
+    note = result.get("note", "")
+    return [Finding(CHECK, "forward.derived_inputs_tested", level, Severity.INFO,
+                    f"at {level} (its own error is within tolerance on the {state.reference_name}'s inputs): no input "
+                    f"computed outside the levels explains the difference (suspects tried: {tested})"
+                    + (f"; {note}" if note else ""), evidence={**common, "note": note})]
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Forward check: per level, identical weights and batches, eval mode; real and padded positions apart.
 #
 # Each level is judged on its cumulative (free-running) error and, where the candidate can be teacher-forced,
@@ -308,6 +344,7 @@ def run(state: ComparisonState) -> CheckResult:
                 evidence={**op, "level": state.relations[0]["level"]}))
     findings += relation_findings(state)
     findings += raise_findings(state)
+    findings += derived_input_findings(state)
     findings += [f for f in (calling_finding(state), located_on_finding(state)) if f is not None]
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     tables = {"levels": rows, **location_tables(state)}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from percepiano_parity.batches.canonical import CanonicalBatch, Segment
+from percepiano_parity.batches.canonical import CanonicalBatch, Segment, collate
 from percepiano_parity.compare.aggregate import (
     AttentionAgg,
     BatchProfile,
@@ -547,6 +547,34 @@ class Engine:
             result["batch"] = index
             st.relations.append(result)
 
+    def find_derived_inputs(self, batches: Sequence[CanonicalBatch]) -> None:
+        """When the first divergent level agrees on the original's own inputs (teacher forced) but not in the free
+        run: the input computed outside the levels that differs (compare.derived_inputs), on the first batch where
+        the level differs. Add-only: a failure is recorded as a note and never changes a verdict."""
+        from percepiano_parity.compare.derived_inputs import find, reference_inputs
+        from percepiano_parity.compare.state import first_divergent
+
+        st = self.state
+        level = first_divergent(st)
+        agg = st.levels.get(level) if level is not None else None
+        if agg is None or not st.local_available or agg.local is None or agg.local.exceeded:
+            return
+        index = agg.real.first_bad_batch if agg.real.first_bad_batch is not None else 0
+        batch = batches[min(index, len(batches) - 1)]
+        cand = self.candidate
+        try:
+            reference = self.reference.run(batch, grads=False).levels
+            call, inp = getattr(cand, "call", None), collate(batch)
+            values = call.values(cand.model, inp) if callable(getattr(call, "values", None)) else None
+            thresholds = {name: st.levels[name].real.threshold for name in (level, "logits") if name in st.levels}
+            result = find(level, batch, lambda: cand.run(batch, grads=False), reference,
+                          reference_inputs(inp, values), thresholds)
+        except Exception as exc:  # noqa: BLE001 - diagnosis is add-only
+            result = {"level": level, "found": None, "tested": [],
+                      "note": f"the inputs could not be measured: {type(exc).__name__}: {exc}"[:240]}
+        result["batch"] = index
+        st.derived_input = result
+
     # -- whole run ----------------------------------------------------------------------------------------
     def run(self, batches: Sequence[CanonicalBatch]) -> ComparisonState:
         if not batches:
@@ -572,6 +600,7 @@ class Engine:
                               + (f" (at {failure['where']})" if failure.get("where") else ""))
         self.locate_first_op(folded[0])
         self.search_relations(batches)
+        self.find_derived_inputs(batches)
         return self.state
 
     def _on_shared_columns(self, batches: Sequence[CanonicalBatch]) -> list[CanonicalBatch]:

@@ -120,13 +120,13 @@ def _caller(frame: Any) -> str:
     the tool, a level tap, may sit between the user's call and this one)."""
     while frame is not None:
         name = frame.f_code.co_filename
-        if not name.startswith((TORCH_DIR, _TOOL, "<frozen")):
+        if not name.startswith((TORCH_DIR, TOOL_DIR, "<frozen")):
             return f"{name}:{frame.f_lineno}, in {frame.f_code.co_name}"
         frame = frame.f_back
     return ""
 
 
-_TOOL = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # parity/: every stage of the tool
+TOOL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # parity/: every stage of the tool
 _CLAMPS = frozenset({"clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_", "clamp_max", "clamp_max_"})
 
 

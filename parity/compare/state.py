@@ -119,3 +119,6 @@ class ComparisonState:
     # a candidate built for another input width (batches.features.ColumnPlan.to_dict): which columns it takes and
     # lacks, the input projections that got the shared columns' weights, and whether the rest was zeroed
     input_columns: dict[str, Any] = field(default_factory=dict)
+    # the first divergent level agrees on the original's inputs but not in the free run: the inputs computed outside
+    # the levels, measured and tried (compare.derived_inputs: level, batch, found or None, tested)
+    derived_input: dict[str, Any] = field(default_factory=dict)

@@ -41,8 +41,8 @@ from percepiano_parity.diagnosis.rules import (
 )
 
 # Specific families first; every rule's priority fixes the order in which diagnosis tries it.
-RULES: list[Rule] = [*numerics.NON_FINITE_RULES, *numerics.RAISE_RULES, *structure.RULES, *numerics.PRECISION_RULES,
-                     *attention.RULES,
+RULES: list[Rule] = [*numerics.NON_FINITE_RULES, *numerics.RAISE_RULES, *numerics.DERIVED_INPUT_RULES,
+                     *structure.RULES, *numerics.PRECISION_RULES, *attention.RULES,
                      *hierarchy.RULES, *relations.RULES, *recipe.RULES, *data.FEATURE_RULES, *data.DATASET_RULES,
                      *data.OUTCOME_RULES, *generic.RULES]
 

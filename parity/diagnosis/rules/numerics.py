@@ -18,6 +18,7 @@ from percepiano_parity.diagnosis.rule import (
     about_modules,
     downstream,
     having,
+    level_refs,
     module_of,
     root_of,
 )
@@ -141,6 +142,51 @@ RAISE_RULES: list[Rule] = [
         match=lambda findings: having(findings, "forward.original_raises") or None,
         measure=_raise_measure("forward.original_raises", "reference"), locate=_original_raise_site, priority=3,
         tags=("raises",)),
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# An input computed outside the levels (checks.forward `forward.derived_input`): the first divergent level agrees on
+# the original's inputs, and putting the original's value of one derived input in its place makes it agree in the
+# free run too. The explanation is that measurement; it claims the level and everything downstream.
+
+
+def _derived_input(findings: Sequence[Finding]) -> list[Finding] | None:
+    hits = having(findings, "forward.derived_input")
+    if not hits:
+        return None
+    return hits + downstream(findings, hits[0].evidence.get("root_level"))
+
+
+def _derived_measure(claimed: Sequence[Finding]) -> dict[str, Any]:
+    hits = having(claimed, "forward.derived_input")
+    if not hits:
+        return {}
+    ev = hits[0].evidence
+    hint = {"offset": f"without the {ev.get('offset', 0):+d}" if ev.get("offset") else None,
+            "inverted": "not inverted", "item_offsets": "for every item alike"}.get(str(ev.get("relation")))
+    return {"level": ev.get("root_level"), "how": ev.get("how"), "input_words": ev.get("words"), "op": ev.get("op"),
+            "where": ev.get("where_short") or ev.get("where"), "agree_words": ev.get("agree_words"),
+            "fix_hint": hint}
+
+
+def _derived_refs(claimed: Sequence[Finding], root: Path | None) -> list[str]:
+    hits = having(claimed, "forward.derived_input")
+    return level_refs(hits[0].evidence.get("root_level"), root) if hits else []
+
+
+DERIVED_INPUT_RULES: list[Rule] = [
+    Rule(
+        id="PP-DERIVED-INPUT", title="An input computed outside the levels differs: {how}",
+        severity=Severity.ERROR,
+        original_does="Computes {level} from the batch's own {input_words}, as the tool passes them to the replica "
+                      "too.",
+        replica_does="Derives {input_words} itself ({op} at {where}): {how}. With the original's values put in their "
+                     "place, {agree_words}; on the original's inputs alone (teacher forced) {level} already agreed.",
+        effect="{level} differs although the code of the level itself is right, and so does every level after it"
+               "«; the logits by up to {logits_max_abs:.3g}».",
+        fix="Derive {input_words} as the original has them, at {where}«: {fix_hint}».",
+        match=_derived_input, measure=_derived_measure, locate=_derived_refs, priority=5, tags=("inputs",)),
 ]
 
 
