@@ -107,7 +107,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     to do when it is over."""
     import time
 
-    if (config.option.markexpr or "").replace(" ", "") != "notslow" or _STARTED not in config.stash:
+    if ((config.option.markexpr or "").replace(" ", "") != "notslow" or config.option.collectonly
+            or _STARTED not in config.stash):
         return
     took = time.monotonic() - config.stash[_STARTED]
     over = took > FAST_TIER_BUDGET_S
