@@ -112,6 +112,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     took = time.monotonic() - config.stash[_STARTED]
     over = took > FAST_TIER_BUDGET_S
-    terminalreporter.write_line(f"fast tier: {took:.0f} s of wall time (budget {FAST_TIER_BUDGET_S} s)"
+    load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+    terminalreporter.write_line(f"fast tier: {took:.0f} s of wall time (budget {FAST_TIER_BUDGET_S} s{load})"
                                 + ("; over it: mark the slowest tests slow (tests/tiers.py)" if over else ""),
                                 yellow=over)
