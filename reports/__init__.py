@@ -1,7 +1,8 @@
-"""Report writers: each lays out a `core.report.Report`; none computes anything.
+"""Report writers: each renders the one `view.ReportView` of a `core.report.Report`; none computes anything.
+report.json is the Report itself (`Report.to_dict`), every other format its view.
 
-`write_reports` renders every requested file format to a string first and only then writes the set
-atomically, so a failed run never leaves a half-written report directory.
+`write_reports` lays the report out once, renders every requested file format to a string first and only then
+writes the set atomically, so a failed run never leaves a half-written report directory.
 """
 
 from __future__ import annotations
@@ -14,22 +15,23 @@ from rich.console import Console
 
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.report import Report
-from percepiano_parity.reports._common import coerce_fail_on
 from percepiano_parity.reports.atomic import write_all_atomic
 from percepiano_parity.reports.console import render_console
 from percepiano_parity.reports.html import render_html
 from percepiano_parity.reports.json_report import render_json
 from percepiano_parity.reports.junit import render_junit
 from percepiano_parity.reports.markdown import render_markdown
+from percepiano_parity.reports.view import ReportView
 
 FORMATS: frozenset[str] = frozenset({"console", "md", "json", "html", "junit"})
 FILE_NAMES: dict[str, str] = {"md": "report.md", "json": "report.json", "html": "report.html", "junit": "junit.xml"}
 
-FILE_RENDERERS: dict[str, Callable[[Report, Severity], str]] = {
-    "md": render_markdown,
-    "json": lambda report, fail_on: render_json(report),
-    "html": render_html,
-    "junit": render_junit,
+# format -> writer of (the report, its view)
+FILE_RENDERERS: dict[str, Callable[[Report, ReportView], str]] = {
+    "md": lambda report, view: render_markdown(view),
+    "json": lambda report, view: render_json(report),
+    "html": lambda report, view: render_html(view),
+    "junit": lambda report, view: render_junit(view),
 }
 
 
@@ -65,11 +67,11 @@ def write_reports(
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(sorted(map(repr, unknown)))}; "
                          f"choose from {', '.join(sorted(FORMATS))}")
-    severity = coerce_fail_on(fail_on)
+    view = ReportView.of(report, fail_on)
     if "console" in wanted:
-        render_console(report, severity, console if console is not None else Console())
+        render_console(view, None, console if console is not None else Console())
     directory = Path(report_dir)
-    rendered = {directory / name: FILE_RENDERERS[fmt](report, severity)
+    rendered = {directory / name: FILE_RENDERERS[fmt](report, view)
                 for fmt, name in FILE_NAMES.items() if fmt in wanted}
     if not rendered:
         return []
@@ -80,6 +82,7 @@ def write_reports(
 __all__ = [
     "FILE_NAMES",
     "FORMATS",
+    "ReportView",
     "parse_formats",
     "render_console",
     "render_html",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from percepiano_parity.reports._common import fmt_float
+from percepiano_parity.reports.view import fmt_float
 
 FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="11"'
 AXIS = "#888"

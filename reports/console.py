@@ -12,9 +12,6 @@ nothing. A passing run fits in about 25 lines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from rich import box
 from rich.console import Console
 from rich.panel import Panel
@@ -23,33 +20,16 @@ from rich.table import Table
 from rich.text import Text
 
 from percepiano_parity.core.findings import Severity
-from percepiano_parity.core.report import CheckResult, Explanation, Report
-from percepiano_parity.reports._common import (
-    as_float,
-    blocking_keys,
-    coerce_fail_on,
-    columns_for,
-    drift_lists,
-    evidence_by_check,
-    failing_rows,
-    findings_by_key,
-    fmt,
-    fmt_fix_status,
-    header,
-    measured_effects,
-    numeric_columns,
-    ordered_checks,
-    ordered_explanations,
-    ordered_findings,
-    shim_text,
-    status_tone,
-    subject_dicts,
-    subject_label,
-    summarize,
-    table_rows,
-    table_title,
-)
+from percepiano_parity.core.report import Report
 from percepiano_parity.reports.progress import LineProgress, progress
+from percepiano_parity.reports.view import (
+    MISSING,
+    CheckView,
+    ExplanationView,
+    ReportView,
+    TableView,
+    view_of,
+)
 
 __all__ = ["LineProgress", "progress", "render_console", "render_table"]
 
@@ -60,12 +40,6 @@ MAX_TEXT_WIDTH = 32
 COMPACT_UNEXPLAINED = 10
 COMPACT_FINDINGS = 10
 COMPACT_ROWS = 15
-# Columns a known table can do without on a narrow console, least useful first.
-DROP_WHEN_NARROW: dict[tuple[str, str], tuple[str, ...]] = {
-    ("forward", "levels"): ("pad_max_abs", "beyond_tol", "space", "max_abs", "floor", "tolerance", "cosine"),
-    ("attention", "heads"): ("original_min", "replica_min", "original_max", "replica_max"),
-    ("backward", "params"): ("max_abs", "floor", "cosine"),
-}
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 TONE_STYLE = {"bad": "red", "warn": "yellow", "good": "green"}
@@ -76,68 +50,78 @@ def _sev(severity: Severity) -> Text:
     return Text(severity.label.upper(), style=SEVERITY_STYLE.get(severity, ""))
 
 
-def render_console(report: Report, fail_on: Severity, console: Console, *, compact: bool = False) -> None:
-    """Print the report on `console`; `compact` for the CI-sized form (see the module docstring)."""
-    fail_on = coerce_fail_on(fail_on)
-    summary = summarize(report, fail_on)
+def render_console(report: Report | ReportView, fail_on: Severity | str | None, console: Console, *,
+                   compact: bool = False) -> None:
+    """Print the report (or its view) on `console`; `compact` for the CI-sized form (see the module
+    docstring)."""
+    view = view_of(report, fail_on)
+    summary = view.summary
     verdict = Text()
     verdict.append(" EQUIVALENT " if summary.equivalent else " MISMATCH ",
                    style="bold white on green" if summary.equivalent else "bold white on red")
-    verdict.append(f"  {report.variant}  ", style="bold")
+    verdict.append(f"  {view.variant}  ", style="bold")
     verdict.append(summary.counts_line())
     console.print(verdict)
-    _explanations(report, console, compact)
-    _unexplained(report, console, compact)
-    _check_summary(report, console)
-    blocking = blocking_keys(report, fail_on)
-    for check in ordered_checks(report.checks):
-        if check.status == "skipped":
+    _explanations(view, console, compact)
+    _unexplained(view, console, compact)
+    _check_summary(view, console)
+    for check in view.checks:
+        if check.skipped:
             continue
         if compact:
-            _compact_check(check, blocking, console)
+            _compact_check(check, console)
         else:
-            _check(check, blocking, console)
-    _skipped(report, console)
-    _drift(report, console)
-    _subjects(report, console, compact)
+            _check(check, console)
+    _skipped(view, console)
+    _drift(view, console)
+    _subjects(view, console, compact)
+    if not compact:
+        _parts(view, console)
     if compact:
         console.print(Text("(failing rows only; --verbose prints every table, report.md holds them all)",
                            style="dim"))
 
 
-def _subjects(report: Report, console: Console, compact: bool = False) -> None:
-    if not report.subjects:
+def _subjects(view: ReportView, console: Console, compact: bool = False) -> None:
+    if not view.subjects:
         return
     console.print()
     console.print(Rule(Text("Subjects", style="bold"), align="left"))
-    for i, subject in enumerate(subject_dicts(report.subjects)):
-        line = Text(f"{subject_label(subject, i)}: ", style="bold")
-        line.append(fmt(subject.get("source")))
-        revision = subject.get("revision")
-        if revision:
-            line.append(f" @ {revision}", style="dim")
+    for subject in view.subjects:
+        line = Text(f"{subject.label}: ", style="bold")
+        line.append(subject.source or MISSING)
+        if subject.revision:
+            line.append(f" @ {subject.revision}", style="dim")
         console.print(line)
-        shims = [shim_text(shim) for shim in subject.get("shims") or []]
-        if compact and shims:
-            console.print(Text(f"  {len(shims)} shim{'s' if len(shims) != 1 else ''}: "
-                               + ", ".join(name for name, _ in shims), style="dim"))
-        for name, reason in [] if compact else shims:
+        if compact and subject.shims:
+            console.print(Text(f"  {len(subject.shims)} shim{'s' if len(subject.shims) != 1 else ''}: "
+                               + ", ".join(name for name, _ in subject.shims), style="dim"))
+        for name, reason in () if compact else subject.shims:
             console.print(Text(f"  shim {name}" + (f": {reason}" if reason else ""), style="dim"))
-        for warning in subject.get("warnings") or []:
+        for warning in subject.warnings:
             console.print(Text(f"  warning: {warning}", style="yellow"))
 
 
-def _explanations(report: Report, console: Console, compact: bool = False) -> None:
-    if not report.explanations:
+def _parts(view: ReportView, console: Console) -> None:
+    """The tables of the report's parts that their labels mark for the console (`view.PARTS`)."""
+    for part in view.parts.values():
+        if part.console:
+            console.print()
+            console.print(Rule(Text(part.title, style="bold"), align="left"))
+            for table in part.console:
+                _table(table, console)
+
+
+def _explanations(view: ReportView, console: Console, compact: bool = False) -> None:
+    if not view.explanations:
         return
     console.print()
-    console.print(Rule(Text(f"Explanations ({len(report.explanations)})", style="bold"), align="left"))
-    by_key = findings_by_key(report)
-    for e in ordered_explanations(report.explanations):
-        console.print(_explanation_panel(e, by_key, compact))
+    console.print(Rule(Text(f"Explanations ({len(view.explanations)})", style="bold"), align="left"))
+    for e in view.explanations:
+        console.print(_explanation_panel(e, compact))
 
 
-def _explanation_panel(e: Explanation, by_key: Mapping[str, Any], compact: bool = False) -> Panel:
+def _explanation_panel(e: ExplanationView, compact: bool = False) -> Panel:
     title = Text()
     title.append(e.id, style="bold")
     title.append("  ")
@@ -148,120 +132,104 @@ def _explanation_panel(e: Explanation, by_key: Mapping[str, Any], compact: bool 
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
-    facts = Text(f"root level {fmt(e.root_level)} · first divergent op {fmt(e.first_divergent_op)} · ")
-    status = fmt_fix_status(e)
-    facts.append(status if status.startswith("fix failed") else f"fix verified {status}",
-                 style="yellow" if status.startswith("fix failed") else "")
+    facts = Text(f"root level {e.root_level or MISSING} · first divergent op {e.first_divergent_op or MISSING} · ")
+    facts.append(e.fix_line, style="yellow" if e.fix_failed else "")
     if e.quirk:
         facts.append(" · the original's own quirk")
     grid.add_row("", facts)
     if e.waived:
-        grid.add_row("waived", Text(e.waiver_reason or "no reason given"))
+        grid.add_row("waived", Text(e.waiver_reason))
     grid.add_row("original", Text(e.original_does))
     grid.add_row("replica", Text(e.replica_does))
     grid.add_row("effect", Text(e.effect))
-    for key, value in measured_effects(e):
-        grid.add_row("", Text(f"{key}: {fmt(value)}"))
+    for key, value in e.measured:
+        grid.add_row("", Text(f"{key}: {value}"))
     grid.add_row("fix", Text(e.fix))
     if e.original_refs:
         grid.add_row("see", Text(", ".join(e.original_refs)))
     evidence = Text()
     if compact:
-        evidence.append(", ".join(f"{check} {len(keys)}" for check, keys in evidence_by_check(e)))
+        evidence.append(", ".join(f"{check} {len(items)}" for check, items in e.evidence_groups))
         evidence.append("  (listed in report.md; --verbose prints them)", style="dim")
     else:
-        for i, key in enumerate(e.evidence):
+        for i, item in enumerate(e.evidence):
             if i:
                 evidence.append("\n")
-            evidence.append(key)
-            finding = by_key.get(key)
-            if finding is not None:
-                evidence.append(f"  {finding.message}", style="dim")
+            evidence.append(item.key)
+            if item.finding is not None:
+                evidence.append(f"  {item.finding.message}", style="dim")
     grid.add_row(f"evidence ({len(e.evidence)})", evidence)
     return Panel(grid, title=title, title_align="left", box=box.ROUNDED)
 
 
-def _unexplained(report: Report, console: Console, compact: bool = False) -> None:
-    if not report.unexplained:
+def _unexplained(view: ReportView, console: Console, compact: bool = False) -> None:
+    if not view.unexplained:
         return
-    by_key = findings_by_key(report)
     console.print()
-    console.print(Rule(Text(f"Unexplained findings ({len(report.unexplained)})", style="bold"), align="left"))
-    keys = sorted(report.unexplained)
-    shown = keys[:COMPACT_UNEXPLAINED] if compact else keys
-    for key in shown:
-        finding = by_key.get(key)
+    console.print(Rule(Text(f"Unexplained findings ({len(view.unexplained)})", style="bold"), align="left"))
+    shown = view.unexplained[:COMPACT_UNEXPLAINED] if compact else view.unexplained
+    for item in shown:
         line = Text("  ")
-        if finding is not None:
-            line.append_text(_sev(finding.severity))
+        if item.finding is not None:
+            line.append_text(_sev(item.finding.severity))
             line.append(" ")
-        line.append(key)
-        if finding is not None:
-            line.append(f"  {finding.message}", style="dim")
+        line.append(item.key)
+        if item.finding is not None:
+            line.append(f"  {item.finding.message}", style="dim")
         console.print(line)
-    if len(shown) < len(keys):
-        console.print(Text(f"  … {len(keys) - len(shown)} more (see report.md)", style="dim"))
+    if len(shown) < len(view.unexplained):
+        console.print(Text(f"  … {len(view.unexplained) - len(shown)} more (see report.md)", style="dim"))
 
 
-def _check_summary(report: Report, console: Console) -> None:
-    checks = ordered_checks(report.checks)
-    if not checks:
+def _check_summary(view: ReportView, console: Console) -> None:
+    if not view.checks:
         console.print(Text("No checks ran.", style="yellow"))
         return
     table = Table(title="Checks", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("check")
     table.add_column("status")
-    for severity in sorted(Severity, reverse=True):
+    for severity, _ in view.checks[0].counts:
         table.add_column(severity.label, justify="right")
-    for check in checks:
-        counts = [sum(1 for f in check.findings if f.severity == s) for s in sorted(Severity, reverse=True)]
+    for check in view.checks:
         table.add_row(
             Text(check.id),
             Text(check.status, style=STATUS_STYLE.get(check.status, "")),
-            *[Text(str(n) if n else "·") for n in counts],
+            *[Text(str(n) if n else "·") for _, n in check.counts],
         )
     console.print()
     console.print(table)
 
 
-def _check(check: CheckResult, blocking: set[str], console: Console) -> None:
+def _check(check: CheckView, console: Console) -> None:
     title = Text(f"{check.id} ", style="bold")
     title.append(check.status, style=STATUS_STYLE.get(check.status, ""))
     console.print(Rule(title, align="left"))
     if check.reason:
         console.print(Text(check.reason, style="dim"))
-    findings = ordered_findings(check.findings)
-    if findings:
+    if check.findings:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False)
         table.add_column("severity", no_wrap=True)
         table.add_column("location", overflow="fold")
         table.add_column("message", overflow="fold", ratio=1)
-        for f in findings[:MAX_FINDINGS]:
+        for f in check.findings[:MAX_FINDINGS]:
             sev = _sev(f.severity)
-            if f.key in blocking:
+            if f.blocking:
                 sev.append(" !", style="bold red")
             table.add_row(sev, Text(f.location), Text(f.message))
         console.print(table)
-        if len(findings) > MAX_FINDINGS:
-            console.print(Text(f"  … {len(findings) - MAX_FINDINGS} more findings (see report.md)", style="dim"))
-    for name, raw_rows in check.tables.items():
-        rows = table_rows(raw_rows)
-        if rows:
-            _table(check.id, name, rows, console)
+        if len(check.findings) > MAX_FINDINGS:
+            console.print(Text(f"  … {len(check.findings) - MAX_FINDINGS} more findings (see report.md)",
+                               style="dim"))
+    for table_view in check.tables:
+        _table(table_view, console)
 
 
-def _compact_check(check: CheckResult, blocking: set[str], console: Console) -> None:
+def _compact_check(check: CheckView, console: Console) -> None:
     """A check in the CI-sized form: nothing unless it failed; then its blocking findings and the table rows
     it marked bad or warned about."""
-    findings = [f for f in ordered_findings(check.findings) if f.key in blocking]
-    tables = []
-    for name, raw in check.tables.items():
-        rows = table_rows(raw)
-        bad = failing_rows(rows)
-        if bad:
-            tables.append((name, rows, bad))
     if check.status != "failed":
         return
+    findings = check.blocking
     title = Text(f"{check.id} ", style="bold")
     title.append(check.status, style=STATUS_STYLE.get(check.status, ""))
     console.print(Rule(title, align="left"))
@@ -278,77 +246,58 @@ def _compact_check(check: CheckResult, blocking: set[str], console: Console) -> 
         if len(findings) > COMPACT_FINDINGS:
             console.print(Text(f"  … {len(findings) - COMPACT_FINDINGS} more blocking findings (see report.md)",
                                style="dim"))
-    for name, rows, bad in tables:
-        _table(check.id, name, bad, console, limit=COMPACT_ROWS, of=len(rows))
+    for table_view in check.tables:
+        marked = table_view.marked()
+        if marked is not None:
+            _table(marked, console, limit=COMPACT_ROWS)
 
 
-def _table(check_id: str, name: str, rows: Sequence[Mapping[str, Any]], console: Console, *,
-           limit: int = MAX_TABLE_ROWS, of: int | None = None) -> None:
-    """`rows` as a table, at most `limit` of them; `of`: how many rows the whole table has when `rows` are
-    only the marked ones (compact form)."""
-    shown = list(rows)
-    what = "rows" if of is None else f"marked rows ({of} in all)"
-    note = "" if of is None else f"{len(rows)} of {of} rows marked"
-    if (check_id, name) == ("backward", "params") and len(rows) > limit:
-        ranked = sorted(rows, key=lambda r: _rank_value(r.get("max_rel")), reverse=True)
-        shown = ranked[:limit]
-        note = f"top {limit} of {len(rows)} {what} by max rel"
-    elif len(rows) > limit:
-        shown = list(rows[:limit])
-        note = f"first {limit} of {len(rows)} {what}"
-    columns = columns_for(check_id, name, rows)
+def _table(table: TableView, console: Console, *, limit: int = MAX_TABLE_ROWS) -> None:
+    """`table` at most `limit` rows of it, leaving out its optional columns while it is wider than the
+    console; a note says what was cut."""
+    shown = table.head(limit)
     dropped = []
-    for optional in DROP_WHEN_NARROW.get((check_id, name), ()):
-        if _estimated_width(columns, shown) <= console.width:
+    for optional in shown.optional:
+        if _estimated_width(shown.without(dropped)) <= console.width:
             break
-        if optional in columns:
-            columns.remove(optional)
+        if optional in shown.column_names:
             dropped.append(optional)
-    console.print(render_table(table_title(check_id, name), columns, shown))
+    console.print(render_table(shown.without(dropped)))
+    note = shown.cut
     if dropped:
         note = "; ".join(filter(None, [note, "narrow console: left out " + ", ".join(dropped)]))
     if note:
         console.print(Text(f"  {note} (see report.md for all)", style="dim"))
 
 
-def _estimated_width(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> int:
+def _estimated_width(table: TableView) -> int:
     """What render_table needs: widest cell or header word, plus two spaces of padding, per column."""
     total = 4
-    for column in columns:
-        cells = max((len(fmt(row.get(column))) for row in rows), default=1)
-        words = max(len(word) for word in header(column).split())
+    for j, column in enumerate(table.columns):
+        cells = max((len(row[j].text) for row in table.rows), default=1)
+        words = max(len(word) for word in column.header.split())
         total += max(min(cells, MAX_TEXT_WIDTH), words) + 2
     return total
 
 
-def _rank_value(value: Any) -> float:
-    x = as_float(value)
-    if x is None:
-        return float("-inf")
-    return float("inf") if x != x else x  # nan ranks first: it is the worst
-
-
-def render_table(title: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Table:
-    """A rich Table of rows; numeric columns right-justified, status-like cells coloured."""
-    numeric = numeric_columns(rows, columns)
-    cells = [[fmt(row.get(c)) for c in columns] for row in rows]
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True)
-    for j, column in enumerate(columns):
+def render_table(table: TableView) -> Table:
+    """A rich Table of the view's table; numeric columns right-justified, status-like cells coloured."""
+    out = Table(title=table.title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True)
+    for j, column in enumerate(table.columns):
         # Cells keep their width (long text up to MAX_TEXT_WIDTH); headers wrap at spaces instead.
-        width = max((len(row[j]) for row in cells), default=1)
-        if column in numeric:
-            stacked = Text("\n".join(column.split("_")), justify="right")  # narrow header over a narrow column
-            table.add_column(stacked, justify="right", min_width=width, overflow="fold")
+        width = max((len(row[j].text) for row in table.rows), default=1)
+        if column.numeric:
+            stacked = Text("\n".join(column.name.split("_")), justify="right")  # narrow header, narrow column
+            out.add_column(stacked, justify="right", min_width=width, overflow="fold")
         else:
-            table.add_column(header(column), min_width=min(width, MAX_TEXT_WIDTH), overflow="fold")
-    for row, texts in zip(rows, cells, strict=True):
-        table.add_row(*[Text(text, style=TONE_STYLE.get(status_tone(row.get(c)) or "", ""))
-                        for c, text in zip(columns, texts, strict=True)])
-    return table
+            out.add_column(column.header, min_width=min(width, MAX_TEXT_WIDTH), overflow="fold")
+    for row in table.rows:
+        out.add_row(*[Text(cell.text, style=TONE_STYLE.get(cell.tone or "", "")) for cell in row])
+    return out
 
 
-def _skipped(report: Report, console: Console) -> None:
-    skipped = [c for c in ordered_checks(report.checks) if c.status == "skipped"]
+def _skipped(view: ReportView, console: Console) -> None:
+    skipped = view.skipped
     if not skipped:
         return
     console.print()
@@ -357,14 +306,13 @@ def _skipped(report: Report, console: Console) -> None:
         console.print(Text(f"  {check.id}: ", style="bold").append(check.reason or "no reason given", style=""))
 
 
-def _drift(report: Report, console: Console) -> None:
-    lists = drift_lists(report.drift)
-    if not lists:
+def _drift(view: ReportView, console: Console) -> None:
+    if not view.drift:
         return
     console.print()
     console.print(Rule(Text("Drift since the previous report", style="bold"), align="left"))
     styles = {"new": "red", "gone": "green", "unchanged": "dim"}
-    for name, ids in lists:
+    for name, ids in view.drift:
         line = Text(f"  {name} ({len(ids)}): ", style=styles[name])
         line.append(", ".join(ids) if ids else "none")
         console.print(line)

@@ -10,16 +10,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from percepiano_parity.core.findings import Finding, Severity
+from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.report import Report
-from percepiano_parity.reports._common import (
-    coerce_fail_on,
-    explained_by,
-    fmt_fix_status,
-    ordered_checks,
-    ordered_explanations,
-    ordered_findings,
-)
+from percepiano_parity.reports.view import FindingView, ReportView, view_of
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -29,54 +22,46 @@ def _x(text: object) -> str:
     return _INVALID_XML.sub("\ufffd", str(text))
 
 
-def _line(f: Finding, covered: dict[str, list[str]]) -> str:
-    expl = covered.get(f.key)
+def _line(f: FindingView) -> str:
+    expl = f.explained_by
     return f"[{f.severity.label}] {f.location}: {f.message}" + (f" (explained by {', '.join(expl)})" if expl else "")
 
 
-def render_junit(report: Report, fail_on: Severity) -> str:
-    fail_on = coerce_fail_on(fail_on)
-    checks = ordered_checks(report.checks)
-    blocking = {f.key for f in report.blocking(fail_on)}
-    covered = explained_by(report)
-    n_failed = sum(1 for c in checks if c.status != "skipped" and any(f.key in blocking for f in c.findings))
-    n_skipped = sum(1 for c in checks if c.status == "skipped")
-    counts = {"tests": str(len(checks)), "failures": str(n_failed), "errors": "0", "skipped": str(n_skipped)}
+def render_junit(report: Report | ReportView, fail_on: Severity | str | None = None) -> str:
+    view = view_of(report, fail_on)
+    summary = view.summary
+    counts = {"tests": str(len(view.checks)), "failures": str(summary.checks_blocking), "errors": "0",
+              "skipped": str(summary.checks_skipped)}
 
     root = ET.Element("testsuites", {"name": "parity", **counts})
-    suite = ET.SubElement(root, "testsuite", {"name": _x(f"parity.{report.variant}"), **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": _x(f"parity.{view.variant}"), **counts})
     props = ET.SubElement(suite, "properties")
-    for name, value in (("variant", report.variant), ("verdict", report.verdict(fail_on)),
-                        ("fail_on", fail_on.label)):
+    for name, value in (("variant", view.variant), ("verdict", summary.verdict), ("fail_on", view.fail_on.label)):
         ET.SubElement(props, "property", {"name": name, "value": _x(value)})
 
-    if report.explanations:  # the diagnosis, for people reading the CI view
+    if view.explanations:  # the diagnosis, for people reading the CI view
         lines = []
-        for e in ordered_explanations(report.explanations):
+        for e in view.explanations:
             where = f" at {e.root_level}" if e.root_level else ""
-            status = fmt_fix_status(e)
-            fix = status if status.startswith("fix failed") else f"fix verified {status}"
-            lines.append(f"{e.id} [{e.severity.label}]{' WAIVED' if e.waived else ''}{where}: {e.title}; {fix}")
+            lines.append(f"{e.id} [{e.severity.label}]{' WAIVED' if e.waived else ''}{where}: {e.title}; {e.fix_line}")
         ET.SubElement(suite, "system-out").text = _x("\n".join(lines))
-    for check in checks:
+    for check in view.checks:
         case = ET.SubElement(suite, "testcase", {"classname": "parity", "name": _x(check.id)})
-        if check.status == "skipped":
+        if check.skipped:
             ET.SubElement(case, "skipped", {"message": _x(check.reason or "skipped")})
             continue
-        findings = ordered_findings(check.findings)
-        failing = [f for f in findings if f.key in blocking]
+        failing = check.blocking
         if failing:
-            worst = max(f.severity for f in failing)
             first = failing[0]
             more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
             failure = ET.SubElement(case, "failure", {
                 "message": _x(f"{first.location}: {first.message}{more}"),
-                "type": worst.label,
+                "type": check.worst_blocking.label if check.worst_blocking is not None else "",
             })
-            failure.text = _x("\n".join(_line(f, covered) for f in failing))
-        others = [f for f in findings if f.key not in blocking]
+            failure.text = _x("\n".join(_line(f) for f in failing))
+        others = [f for f in check.findings if not f.blocking]
         if others:
             out = ET.SubElement(case, "system-out")
-            out.text = _x("\n".join(_line(f, covered) for f in others))
+            out.text = _x("\n".join(_line(f) for f in others))
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -88,3 +88,31 @@ def _every_report_of_the_session_validates(tmp_path_factory):
     bad = invalid_reports(tmp_path_factory.getbasetemp(), _VALIDATED)
     if bad:
         pytest.fail(describe(bad), pytrace=False)
+
+
+# ------------------------------------------------------------------------------ the fast tier's budget
+
+FAST_TIER_BUDGET_S = 300  # the README's test command on a 2-core machine (tests/tiers.py)
+_STARTED = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session):
+    import time
+
+    session.config.stash[_STARTED] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After the README's test command (-m "not slow"): its wall time against the fast tier's budget, and what
+    to do when it is over."""
+    import time
+
+    if ((config.option.markexpr or "").replace(" ", "") != "notslow" or config.option.collectonly
+            or _STARTED not in config.stash):
+        return
+    took = time.monotonic() - config.stash[_STARTED]
+    over = took > FAST_TIER_BUDGET_S
+    load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+    terminalreporter.write_line(f"fast tier: {took:.0f} s of wall time (budget {FAST_TIER_BUDGET_S} s{load})"
+                                + ("; over it: mark the slowest tests slow (tests/tiers.py)" if over else ""),
+                                yellow=over)

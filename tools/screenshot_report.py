@@ -9,12 +9,19 @@ checks what a researcher should see: each explanation with a root level opens wi
 relative error, the root level marked, the noise floor as a band) before its facts, its evidence folded and
 grouped by check; noise floors and settings as tables, not JSON; plots drawn against relative floors. Only then
 it photographs the page. Exit 0 when every check holds, 1 when one fails, 2 without a browser.
+
+The picture shows no machine path: the audit runs in a temporary folder, on a copy of the shipped reference
+bundle given by a relative path (`--reference han-total`), writing to a relative report folder, so every path
+the report names is relative; and before photographing, every absolute or home path in the rendered text and
+attributes (`machine_paths`) is a failure, so a path that comes back some other way never reaches the picture.
 The tests run the same DOM checks on a rendered report when chromium is installed (tests/reports).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +122,47 @@ def dom_problems(dom: str) -> list[str]:
     return problems
 
 
+# An absolute path of two parts or more (/work/x, /tmp/a.png) or a home path (~/x), not inside a word, a URL
+# (https://a/b) or a fraction (1/2).
+_MACHINE_PATH = re.compile(r"(?<![\w.:/~<-])(?:~|/[\w.+@-]+)(?:/[\w.+@-]+)+/?")
+
+
+class _Texts(HTMLParser):
+    """Every text node and attribute value of a page, in document order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.texts += [value for _, value in attrs if value]
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
+def machine_paths(dom: str) -> list[str]:
+    """The absolute and home paths a page shows (text and attribute values), in order, each once."""
+    texts = _Texts()
+    texts.feed(dom)
+    found = [m.group() for text in texts.texts for m in _MACHINE_PATH.finditer(text)]
+    return list(dict.fromkeys(found))
+
+
+def audit_page(folder: Path) -> Path | None:
+    """report.html of `parity check --deviation layernorm-han-output`, run inside `folder` with relative paths
+    only (the shipped han-total bundle copied there); None when parity check wrote none."""
+    from percepiano_parity.subjects.bundle import DEFAULT_BUNDLES
+
+    shutil.copytree(DEFAULT_BUNDLES["han-total"], folder / "han-total")
+    env = {k: v for k, v in os.environ.items() if k not in ("PERCEPIANO_ORIGINAL", "PARITY_TEST_REFERENCE")}
+    subprocess.run([sys.executable, "-m", "percepiano_parity", "check", "--deviation", "layernorm-han-output",
+                    "--reference", "han-total", "--report-dir", "report", "--format", "html",
+                    "--no-training-checks"], cwd=folder, env=env)
+    html = folder / "report" / "report.html"
+    return html if html.exists() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check-only", action="store_true", help="check the page; keep docs/report-html.png")
@@ -124,14 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         print("screenshot: no chromium found (apt-get install -y chromium)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "report"
-        subprocess.run([sys.executable, "-m", "percepiano_parity", "check", "--deviation", "layernorm-han-output",
-                        "--report-dir", str(out), "--format", "html", "--no-training-checks"], cwd=ROOT)
-        html = out / "report.html"
-        if not html.exists():
+        html = audit_page(Path(tmp))
+        if html is None:
             print("screenshot: parity check wrote no report.html", file=sys.stderr)
             return 1
-        problems = dom_problems(browser_dom(browser, html, Path(tmp) / "profile-dom"))
+        dom = browser_dom(browser, html, Path(tmp) / "profile-dom")
+        problems = dom_problems(dom) + [f"the page shows a machine path: {p}" for p in machine_paths(dom)]
         for problem in problems:
             print(f"screenshot: {problem}", file=sys.stderr)
         if problems:

@@ -1,5 +1,6 @@
-"""Outcome parity on real data (`parity train-compare`): the original and a replica trained side by side from the
-same initial weights on the same real batches in the same order, with per-epoch loss and validation R2.
+"""Outcome parity on real data (`parity train-compare`): the learning curves of the original and a replica trained
+side by side from the same initial weights on the same real batches in the same order (the runs themselves:
+compare.training.train_compare), with per-epoch loss and validation R2.
 
 Each side steps itself: the original through its own `train_m2pf.train_step` (train_m2pf.py:167-183: forward,
 zero_grad, backward, clip_grad_norm_, optimizer and scheduler step), the replica through its recipe
@@ -18,17 +19,9 @@ the two sides differ by more than NOISE_FACTOR times that (and more than 1e-6 re
 
 from __future__ import annotations
 
-import time
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-import torch
-from sklearn.metrics import r2_score
-
-from percepiano_parity.batches.canonical import CanonicalBatch
+from percepiano_parity.compare.training import Curve
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import CheckResult
 
@@ -36,79 +29,6 @@ CHECK = "outcome"
 NOISE_FACTOR = 10.0
 MIN_REL = 1e-6
 METRICS = ("train_loss", "valid_loss", "valid_r2")
-
-
-class Side(Protocol):
-    """What train-compare needs of a side (compare.training.OriginalSide / ReplicaSide)."""
-
-    name: str
-    model: torch.nn.Module
-
-    def stepper(self, probe: Any) -> Callable[[CanonicalBatch, int, bool], float]: ...
-
-    def outputs(self, batch: CanonicalBatch) -> torch.Tensor: ...
-
-
-@dataclass
-class Curve:
-    name: str
-    train_loss: list[float] = field(default_factory=list)
-    valid_loss: list[float] = field(default_factory=list)
-    valid_r2: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)  # training wall time per epoch (validation excluded)
-
-
-def perturb_last_bit(model: torch.nn.Module) -> None:
-    """Every float parameter times (1 + 2^-23): one float32 rounding step, in place."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.is_floating_point():
-                p.mul_(1.0 + 2.0 ** -23)
-
-
-def validate(side: Side, batches: Sequence[CanonicalBatch]) -> tuple[float, float]:
-    """(valid loss, R2) as train_m2pf.get_validation_loss computes them (see the module docstring)."""
-    losses, truth, preds = [], [], []
-    for batch in batches:
-        out = side.outputs(batch)
-        labels = torch.stack([s.label.float() for s in batch.segments])
-        losses.append(float(torch.nn.functional.mse_loss(out, labels)))
-        truth.append(labels.numpy())
-        preds.append(out.numpy())
-    n = sum(len(b) for b in batches)
-    with warnings.catch_warnings():  # R2 of fewer than two samples is nan, said in the report, not warned
-        warnings.simplefilter("ignore")
-        return sum(losses) / n, float(r2_score(np.vstack(truth), np.vstack(preds)))
-
-
-def train_compare(sides: Sequence[Side], train_batches: Callable[[int], list[CanonicalBatch]],
-                  valid_batches: Sequence[CanonicalBatch], epochs: int, probe: Any,
-                  progress: Callable[[str, int, int], None] | None = None) -> list[Curve]:
-    """Train every side for `epochs` on the same batches, interleaved batch by batch (so load on the machine
-    weighs on each side alike); returns one curve per side."""
-    curves = [Curve(s.name) for s in sides]
-    steppers = [s.stepper(probe) for s in sides]
-    iteration = 0
-    for epoch in range(epochs):
-        batches = train_batches(epoch)
-        sums = [0.0] * len(sides)
-        seconds = [0.0] * len(sides)
-        for i, batch in enumerate(batches):
-            for k, step in enumerate(steppers):
-                start = time.perf_counter()
-                sums[k] += step(batch, iteration, i == len(batches) - 1)
-                seconds[k] += time.perf_counter() - start
-            iteration += 1
-            if progress is not None:
-                progress(f"epoch {epoch + 1} of {epochs}", i + 1, len(batches))
-        for k, side in enumerate(sides):
-            loss, r2 = validate(side, valid_batches)
-            c = curves[k]
-            c.train_loss.append(sums[k] / len(batches))
-            c.valid_loss.append(loss)
-            c.valid_r2.append(r2)
-            c.seconds.append(seconds[k])
-    return curves
 
 
 def _tolerance(value: float, noise: float) -> float:

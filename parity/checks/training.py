@@ -126,11 +126,6 @@ def training_checks(options: CheckOptions, reference: Reference, candidate: Cand
     """
     if not options.training_checks:
         return [CheckResult(c, "skipped", reason="turned off (--no-training-checks)") for c in TRAINING_CHECKS]
-    try:
-        pass
-    except ImportError:
-        return [CheckResult(c, "skipped", reason="training checks are not available in this installation")
-                for c in TRAINING_CHECKS]
     from percepiano_parity import original_adapter
     from percepiano_parity.subjects.calling import CalledThrough
 

@@ -166,7 +166,7 @@ def _run_check(options: CheckOptions, progress: Progress | None, notify: Notify 
     comparison = compare(reference, candidate, batches, options, inputs, progress, compare_init=compare_init)
     log.step("training checks")
     training = training_checks(options, reference, candidate, reference.variant, reference.config, reference.seed,
-                               _settled_pairs(comparison))
+                               settled_pairs(comparison))
     training += data_side
     log.step("diagnosis")
     report = build_report(comparison.state, comparison.settings, [reference.subject, candidate.subject], training,
@@ -229,7 +229,7 @@ def compare(reference: Reference, candidate: Candidate, batches: Sequence[Canoni
     return Comparison(state, engine, watches, settings, overrides)
 
 
-def _settled_pairs(comparison: Comparison) -> dict[str, str] | None:
+def settled_pairs(comparison: Comparison) -> dict[str, str] | None:
     """The weight pairing the comparison settled (names, call order, values and overrides), for the training
     checks: they copy the same weights into the same parameters as the forward check did."""
     pairs = {r: c for r, c in comparison.state.weight_map.pairs.items() if r != c}

@@ -314,7 +314,6 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> dict[s
     """Run both stages and return the manifest (also written to OUT/manifest.json). UsageError (one line) for
     bad options, a missing checkout or an unreadable data folder; per-performance problems become failure
     records in the manifest."""
-    pass
     from percepiano_parity.original_adapter.errors import OriginalLoadError
     from percepiano_parity.original_adapter.features import load_feature_pipeline
 

@@ -139,10 +139,6 @@ def _data_ops(original: Any, wanted: bool) -> tuple[dict[str, Any] | None, dict[
                                                    "ships parity/data/data_ops_reference.json"}
     if original is None:
         return None, {"recorded": False, "reason": "recorded from a subject, not a checkout"}
-    try:
-        pass
-    except ImportError as exc:
-        return None, {"recorded": False, "reason": f"parity.training.record_data_ops is not available ({exc})"}
     return _jsonable(record(original.root)), {"recorded": True, "file": DATA_OPS,
                                                "source": "parity.training.record_data_ops.record"}
 

@@ -81,7 +81,6 @@ def consoles() -> tuple[Any, Any]:
 
 def check_report_folder(report_dir: str, formats: Sequence[str]) -> None:
     """Refuse, before any work, a folder the asked-for report files could not be written into (InputError)."""
-    pass
     from percepiano_parity.reports import FILE_NAMES
 
     files = [f for f in formats if f != "console"]

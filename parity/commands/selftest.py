@@ -18,6 +18,7 @@ information. Like sklearn's `check_estimator`, one generator feeds two front end
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from percepiano_parity.core.config import SMALL_CONFIG, ModelConfig
 from percepiano_parity.core.findings import Severity
 from percepiano_parity.core.report import CheckResult, Report
 from percepiano_parity.replica.recipe import ORIGINAL_RECIPE
+from percepiano_parity.subjects.bundle import batch_hash
 from percepiano_parity.subjects.deviations import DEVIATIONS, Deviation
 from percepiano_parity.subjects.replica_subject import ReplicaSubject
 from percepiano_parity.subjects.subject import Subject, SubjectInfo
@@ -75,12 +77,31 @@ class SelftestRow:
 
 
 @dataclass
+class AuditRun:
+    """One audit of the self-test: its report (as graded) and state, and the subjects and settings compared (a
+    fix can be verified on them later)."""
+
+    report: Report
+    state: ComparisonState
+    reference: Subject
+    candidate: Subject
+    settings: AuditSettings
+
+
+# What makes two self-test audits the same: the row's name (a deviation, or "faithful"), its variant, the
+# reference, the model config, the seed, the batches' contents, whether fixes are verified, the training checks.
+AuditKey = tuple[str, str, str, str, int, tuple[str, ...], bool, str]
+
+
+@dataclass
 class SelftestResult:
     rows: list[SelftestRow]
     reference: str  # what the deviations were compared against
     batches: list[str] = field(default_factory=list)  # tags of the batches used
     config: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # each row's audit by row name (deviation name, or "faithful <variant>"); not part of to_dict
+    audits: dict[str, AuditRun] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -105,17 +126,6 @@ class SelftestResult:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "reference": self.reference, "batches": self.batches, "config": self.config,
                 "seconds": round(self.seconds, 1), "rows": [r.to_dict() for r in self.rows]}
-
-
-@dataclass
-class FaithfulRun:
-    """The faithful replica's comparison for one variant, reused by the recipe and data deviations."""
-
-    report: Report
-    state: ComparisonState
-    reference: Subject
-    candidate: Subject
-    settings: AuditSettings
 
 
 # -- subjects --------------------------------------------------------------------------------------------------
@@ -196,14 +206,17 @@ def run_selftest(reference_factory: ReferenceFactory | None = None, config: Mode
                  progress: Progress | None = None, *, batches: Sequence[CanonicalBatch] | None = None,
                  deviations: Sequence[str] | None = None, variants: Sequence[str] | None = None,
                  original: Any = None, verify_fixes: bool = True,
-                 training_checks: TrainingChecks | None = None) -> SelftestResult:
+                 training_checks: TrainingChecks | None = None,
+                 audits: dict[AuditKey, AuditRun] | None = None) -> SelftestResult:
     """Audit every deviation of the library (or those named) and the faithful replica of every variant.
 
     reference_factory(variant, config, seed) -> Subject builds the reference side (default: the faithful
     replica; with `original`, an `original_adapter` Original, its `subject`). `original` is also handed to the
     recipe, trajectory and data checks. `batches` default to `default_selftest_batches(config, seed)`: the
     hazard batches plus generated ones when batches.synthetic is available. `training_checks` defaults to
-    `checks.training.checks_for` when importable.
+    `checks.training.checks_for` when importable. `audits` is a dict kept between calls (a test session's): an
+    audit already in it under the same `AuditKey` is graded again instead of run again, and each new one is added,
+    so each deviation is audited once however many callers read it.
     """
     started = time.perf_counter()
     if reference_factory is None:
@@ -215,9 +228,17 @@ def run_selftest(reference_factory: ReferenceFactory | None = None, config: Mode
         training_checks = _training_checks()
     reference_name = ("the original at " + str(getattr(original, "root", "")) if original is not None
                       else "faithful replica" if reference_factory is faithful_reference else "custom reference")
+    memo: dict[AuditKey, AuditRun] = audits if audits is not None else {}
+    same_reference = reference_name if reference_name != "custom reference" else f"custom {id(reference_factory)}"
+    shared = (same_reference, json.dumps(config.to_dict(), sort_keys=True), seed,
+              tuple(batch_hash(b) for b in batch_list), verify_fixes,
+              getattr(training_checks, "__qualname__", repr(training_checks)))
+
+    def key(name: str, variant: str) -> AuditKey:
+        return (name, variant, *shared)
 
     references: dict[str, Subject] = {}
-    faithful_runs: dict[str, FaithfulRun] = {}
+    row_audits: dict[str, AuditRun] = {}
 
     def reference_for(variant: str) -> Subject:
         if variant not in references:
@@ -227,87 +248,97 @@ def run_selftest(reference_factory: ReferenceFactory | None = None, config: Mode
     def settings_for(variant: str) -> AuditSettings:
         return AuditSettings(variant=variant, config=config, seed=seed, batches=len(batch_list))
 
-    def faithful_run(variant: str) -> FaithfulRun:
-        if variant not in faithful_runs:
+    def faithful_run(variant: str) -> AuditRun:
+        """The faithful replica's comparison (no training checks), reused by the recipe and data deviations."""
+        run_key = key("faithful comparison", variant)
+        if run_key not in memo:
             cand = _candidate(replica.build(variant, config, seed=MODEL_SEED), variant, "replica (faithful)")
             settings = settings_for(variant)
             reference = reference_for(variant)
             report, state = audit(reference, cand, batch_list, settings, verify_fixes=verify_fixes)
-            faithful_runs[variant] = FaithfulRun(report, state, reference, cand, settings)
-        return faithful_runs[variant]
+            memo[run_key] = AuditRun(report, state, reference, cand, settings)
+        return memo[run_key]
+
+    def graded(row: SelftestRow, deviation: Deviation | None, run: Callable[[], AuditRun],
+               audit_name: str | None = None) -> SelftestRow:
+        """The row graded on its audit: the memo's (under `audit_name`, default the row's name), or `run()` (then
+        kept); a failing audit fails the row."""
+        row_key = key(audit_name or row.name, row.variant)
+        t0 = time.perf_counter()
+        try:
+            if row_key not in memo:
+                memo[row_key] = run()
+            row_audits[row.name if deviation is not None else f"faithful {row.variant}"] = memo[row_key]
+            grade(row, memo[row_key].report, deviation)
+        except Exception as exc:  # a deviation the audit cannot even run on is a self-test failure
+            row.status = "failed"
+            row.reason = f"audit raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        finally:
+            row.seconds = time.perf_counter() - t0
+        return row
 
     total = len(chosen) + len(faithful_variants)
     rows: list[SelftestRow] = []
     for i, dev in enumerate(chosen):
         if progress:
             progress(dev.name, i, total)
-        rows.append(_run_deviation(dev, config, seed, batch_list, reference_for, settings_for, faithful_run,
-                                   training_checks, original, verify_fixes))
+        row = SelftestRow(name=dev.name, number=dev.number, kind=dev.kind, variant=dev.variant,
+                          expected_explanation=dev.expected_explanation, expected_level=dev.expected_level,
+                          quirk=dev.quirk)
+        if dev.kind in ("recipe", "data") and training_checks is None:
+            row.status, row.reason = "not run", NOT_RUN_TRAINING
+            rows.append(row)
+            continue
+        rows.append(graded(row, dev, lambda dev=dev: _deviation_audit(
+            dev, config, batch_list, reference_for, settings_for, faithful_run, training_checks, original,
+            verify_fixes)))
     recipe_variants = {d.variant for d in chosen if d.kind in ("recipe", "data")}
     for j, variant in enumerate(faithful_variants):
         if progress:
             progress(f"faithful {variant}", len(chosen) + j, total)
-        rows.append(_run_faithful(variant, config, seed, faithful_run, training_checks if variant in recipe_variants
-                                  else None, original))
+        checks = training_checks if variant in recipe_variants else None
+        row = SelftestRow(name="faithful", number=None, kind="faithful", variant=variant)
+        rows.append(graded(row, None, lambda variant=variant, checks=checks: _faithful_audit(
+            faithful_run(variant), config, checks, original),
+            "faithful with training checks" if checks is not None else "faithful"))
     if progress:
         progress("done", total, total)
     return SelftestResult(rows=rows, reference=reference_name, batches=[",".join(b.tags) or "generated"
                                                                         for b in batch_list],
-                          config=config.to_dict(), seconds=time.perf_counter() - started)
+                          config=config.to_dict(), seconds=time.perf_counter() - started, audits=row_audits)
 
 
-def _run_deviation(dev: Deviation, config: ModelConfig, seed: int, batch_list: list[CanonicalBatch],
-                   reference_for: Callable[[str], Subject], settings_for: Callable[[str], AuditSettings],
-                   faithful_run: Callable[[str], FaithfulRun], training_checks: TrainingChecks | None,
-                   original: Any, verify_fixes: bool) -> SelftestRow:
-    row = SelftestRow(name=dev.name, number=dev.number, kind=dev.kind, variant=dev.variant,
-                      expected_explanation=dev.expected_explanation, expected_level=dev.expected_level,
-                      quirk=dev.quirk)
-    t0 = time.perf_counter()
-    try:
-        if dev.kind in ("recipe", "data"):
-            if training_checks is None:
-                row.status, row.reason = "not run", NOT_RUN_TRAINING
-                return row
-            # the model is the faithful one: reuse the faithful comparison and add the training checks
-            run = faithful_run(dev.variant)
-            extra = training_checks(original, dev.recipe(ORIGINAL_RECIPE), dev.variant, config, MODEL_SEED,
-                                    original=original)
-            report = build_report(run.state, run.settings, [run.reference, run.candidate], extra)
-            if verify_fixes:
-                verify_report_fixes(report, run.state, run.reference, run.candidate, batch_list, run.settings)
-        else:
-            model = dev.build_candidate(config, seed=MODEL_SEED)
-            cand = _candidate(model, dev.variant, f"replica with deviation {dev.name}")
-            report, _ = audit(reference_for(dev.variant), cand, batch_list, settings_for(dev.variant),
-                              verify_fixes=verify_fixes)
-        grade(row, report, dev)
-    except Exception as exc:  # a deviation the audit cannot even run on is a self-test failure
-        row.status = "failed"
-        row.reason = f"audit raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-    finally:
-        row.seconds = time.perf_counter() - t0
-    return row
+def _deviation_audit(dev: Deviation, config: ModelConfig, batch_list: list[CanonicalBatch],
+                     reference_for: Callable[[str], Subject], settings_for: Callable[[str], AuditSettings],
+                     faithful_run: Callable[[str], AuditRun], training_checks: TrainingChecks | None,
+                     original: Any, verify_fixes: bool) -> AuditRun:
+    """One deviation's audit: the candidate with the deviation against the reference; a recipe or data
+    deviation reuses the faithful comparison (its model is the faithful one) and adds the training checks."""
+    if dev.kind in ("recipe", "data"):
+        assert training_checks is not None
+        run = faithful_run(dev.variant)
+        extra = training_checks(original, dev.recipe(ORIGINAL_RECIPE), dev.variant, config, MODEL_SEED,
+                                original=original)
+        report = build_report(run.state, run.settings, [run.reference, run.candidate], extra)
+        if verify_fixes:
+            verify_report_fixes(report, run.state, run.reference, run.candidate, batch_list, run.settings)
+        return AuditRun(report, run.state, run.reference, run.candidate, run.settings)
+    model = dev.build_candidate(config, seed=MODEL_SEED)
+    cand = _candidate(model, dev.variant, f"replica with deviation {dev.name}")
+    reference, settings = reference_for(dev.variant), settings_for(dev.variant)
+    report, state = audit(reference, cand, batch_list, settings, verify_fixes=verify_fixes)
+    return AuditRun(report, state, reference, cand, settings)
 
 
-def _run_faithful(variant: str, config: ModelConfig, seed: int,
-                  faithful_run: Callable[[str], FaithfulRun], training_checks: TrainingChecks | None,
-                  original: Any) -> SelftestRow:
-    row = SelftestRow(name="faithful", number=None, kind="faithful", variant=variant)
-    t0 = time.perf_counter()
-    try:
-        run = faithful_run(variant)
-        report = run.report
-        if training_checks is not None:  # the faithful recipe must pass the recipe, trajectory and data checks
-            extra = training_checks(original, ORIGINAL_RECIPE, variant, config, MODEL_SEED, original=original)
-            report = build_report(run.state, run.settings, [run.reference, run.candidate], extra)
-        grade(row, report, None)
-    except Exception as exc:
-        row.status = "failed"
-        row.reason = f"audit raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-    finally:
-        row.seconds = time.perf_counter() - t0
-    return row
+def _faithful_audit(run: AuditRun, config: ModelConfig, training_checks: TrainingChecks | None,
+                    original: Any) -> AuditRun:
+    """The faithful replica of one variant: its comparison, and where a recipe deviation of the variant is in
+    the run, the faithful recipe through the recipe, trajectory and data checks too (all must pass)."""
+    if training_checks is None:
+        return run
+    extra = training_checks(original, ORIGINAL_RECIPE, run.settings.variant, config, MODEL_SEED, original=original)
+    report = build_report(run.state, run.settings, [run.reference, run.candidate], extra)
+    return AuditRun(report, run.state, run.reference, run.candidate, run.settings)
 
 
 # -- rendering -------------------------------------------------------------------------------------------------
@@ -353,5 +384,5 @@ def format_matrix(result: SelftestResult) -> str:
     return "\n".join(out)
 
 
-__all__ = ["MODEL_SEED", "SelftestResult", "SelftestRow", "faithful_reference", "format_matrix", "grade",
+__all__ = ["MODEL_SEED", "AuditKey", "AuditRun", "SelftestResult", "SelftestRow", "faithful_reference", "format_matrix", "grade",
            "run_selftest"]

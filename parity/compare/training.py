@@ -10,11 +10,15 @@ import copy
 import inspect
 import io
 import math
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
+from sklearn.metrics import r2_score
 from torch import nn
 
 from percepiano_parity.batches.canonical import CanonicalBatch
@@ -420,3 +424,82 @@ def _record(traj: Trajectory, loss: float, meter: _Meter, drift: float,
               "lr": lr, "drift": drift}
     for key in SERIES:
         traj.series[key].append(float(values[key]))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The runs of `parity train-compare` (checks.outcome compares their curves): every side trained for some epochs
+# on the same real batches, interleaved batch by batch, and validated the original's way after each epoch
+# (train_m2pf.py:185-210 get_validation_loss: sum of batch-mean MSE losses of the sigmoid outputs / number of
+# samples, sklearn r2_score with uniform average).
+
+class Side(Protocol):
+    """What train-compare needs of a side (compare.training.OriginalSide / ReplicaSide)."""
+
+    name: str
+    model: torch.nn.Module
+
+    def stepper(self, probe: Any) -> Callable[[CanonicalBatch, int, bool], float]: ...
+
+    def outputs(self, batch: CanonicalBatch) -> torch.Tensor: ...
+
+
+@dataclass
+class Curve:
+    name: str
+    train_loss: list[float] = field(default_factory=list)
+    valid_loss: list[float] = field(default_factory=list)
+    valid_r2: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # training wall time per epoch (validation excluded)
+
+
+def perturb_last_bit(model: torch.nn.Module) -> None:
+    """Every float parameter times (1 + 2^-23): one float32 rounding step, in place."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.mul_(1.0 + 2.0 ** -23)
+
+
+def validate(side: Side, batches: Sequence[CanonicalBatch]) -> tuple[float, float]:
+    """(valid loss, R2) as train_m2pf.get_validation_loss computes them (see the module docstring)."""
+    losses, truth, preds = [], [], []
+    for batch in batches:
+        out = side.outputs(batch)
+        labels = torch.stack([s.label.float() for s in batch.segments])
+        losses.append(float(torch.nn.functional.mse_loss(out, labels)))
+        truth.append(labels.numpy())
+        preds.append(out.numpy())
+    n = sum(len(b) for b in batches)
+    with warnings.catch_warnings():  # R2 of fewer than two samples is nan, said in the report, not warned
+        warnings.simplefilter("ignore")
+        return sum(losses) / n, float(r2_score(np.vstack(truth), np.vstack(preds)))
+
+
+def train_compare(sides: Sequence[Side], train_batches: Callable[[int], list[CanonicalBatch]],
+                  valid_batches: Sequence[CanonicalBatch], epochs: int, probe: Any,
+                  progress: Callable[[str, int, int], None] | None = None) -> list[Curve]:
+    """Train every side for `epochs` on the same batches, interleaved batch by batch (so load on the machine
+    weighs on each side alike); returns one curve per side."""
+    curves = [Curve(s.name) for s in sides]
+    steppers = [s.stepper(probe) for s in sides]
+    iteration = 0
+    for epoch in range(epochs):
+        batches = train_batches(epoch)
+        sums = [0.0] * len(sides)
+        seconds = [0.0] * len(sides)
+        for i, batch in enumerate(batches):
+            for k, step in enumerate(steppers):
+                start = time.perf_counter()
+                sums[k] += step(batch, iteration, i == len(batches) - 1)
+                seconds[k] += time.perf_counter() - start
+            iteration += 1
+            if progress is not None:
+                progress(f"epoch {epoch + 1} of {epochs}", i + 1, len(batches))
+        for k, side in enumerate(sides):
+            loss, r2 = validate(side, valid_batches)
+            c = curves[k]
+            c.train_loss.append(sums[k] / len(batches))
+            c.valid_loss.append(loss)
+            c.valid_r2.append(r2)
+            c.seconds.append(seconds[k])
+    return curves

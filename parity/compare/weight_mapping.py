@@ -379,7 +379,6 @@ def _join(module: str, name: str) -> str:
 
 def load_overrides(path: str | Path | None) -> dict[str, str]:
     """The `[map]` table of an override file ({} for None); see compare.weight_mapping (InputError when bad)."""
-    pass
 
     return read_mapping_file(path)
 

@@ -455,7 +455,6 @@ def _relation_spec(findings: Sequence[Finding], *kinds: str) -> dict[str, Any] |
 
 
 def _op_patch(model: nn.Module, spec: dict[str, Any] | None) -> bool:
-    pass
 
     if not spec:
         return False
@@ -489,21 +488,18 @@ def _softmax_scale(model: nn.Module, findings: Sequence[Finding]) -> bool:
 
 
 def _level_patch(model: nn.Module, findings: Sequence[Finding]) -> bool:
-    pass
 
     spec = _relation_spec(findings, "feature_permutation", "item_permutation", "time_reversal")
     return bool(spec) and install_level_patch(model, spec)
 
 
 def _zero_padding_rows(model: nn.Module, findings: Sequence[Finding]) -> bool:
-    pass
 
     spec = _relation_spec(findings, "padding_rows")
     return bool(spec) and install_padding_patch(model, spec)
 
 
 def _permute_gate_rows(model: nn.Module, findings: Sequence[Finding]) -> bool:
-    pass
 
     spec = _relation_spec(findings, "lstm_gate_order")
     return bool(spec) and install_gate_patch(model, str(spec["module"]), list(spec["blocks"]))

@@ -236,7 +236,6 @@ class FiniteWatch:
     def _origin(self, batch: CanonicalBatch) -> dict[str, Any]:
         """The module and operation that first produced the non-finite values (one more forward of this
         batch, see subjects.non_finite); {} when they cannot be told."""
-        pass
 
         model = getattr(self._inner, "model", None)
         if model is None:

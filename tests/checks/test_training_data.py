@@ -136,6 +136,7 @@ def test_stale_recording_is_reported_not_misread(tmp_path):
     assert {f.kind for f in result.findings} == {"data.reference"}
 
 
+@pytest.mark.slow
 @pytest.mark.original
 @pytest.mark.skipif(not ROOT, reason="PERCEPIANO_ORIGINAL not set: point it at a PercePiano checkout "
                                      "(e.g. ../shared/percepiano-original) to call the original's data functions")

@@ -107,6 +107,7 @@ def test_dropout_is_disabled_on_private_copies():
     assert clone.training
 
 
+@pytest.mark.slow
 @pytest.mark.original
 @pytest.mark.skipif(not ROOT, reason="PERCEPIANO_ORIGINAL not set: point it at a PercePiano checkout "
                                      "(e.g. ../shared/percepiano-original) to step the real original")

@@ -4,7 +4,9 @@ The reference is the shipped bundle for han-total when the package has one; othe
 replica through the PARITY_TEST_REFERENCE=replica test hook, so these tests run anywhere. PERCEPIANO_ORIGINAL is
 removed from the environment (it would make every run a live, slower one) except in the tests marked
 `original`, which skip without it. Runs use SMALL_CONFIG, one batch and at most 16 notes per segment.
-Bad inputs beyond the list every CLI must get right run in-process through `parity.cli.main`.
+Bad inputs beyond the list every CLI must get right run in-process through `parity.cli.main`. Each run here
+starts an interpreter (seconds): the fast tier keeps exit codes 0, 1, 2 and 3 and the CI-sized console, the
+other commands and options are the slow tier.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tiers import sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ("--batches", "1", "--max-notes", "16", "--no-edge-cases", "--no-training-checks")
@@ -172,6 +175,7 @@ def test_console_outside_a_terminal_is_ci_sized(faithful, deviated):
     assert "PP-EXTRA-NORM" in failing.stdout[:failing.stdout.index("Checks")]
 
 
+@pytest.mark.slow
 def test_report_json_is_byte_identical_across_runs_except_run(faithful, work):
     _, first = faithful
     second = work / "faithful-again"
@@ -193,6 +197,7 @@ def test_library_deviation_is_a_mismatch_exit_1(deviated):
     assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
 
 
+@pytest.mark.slow
 def test_waivers_make_the_check_pass_but_stay_in_the_report(work):
     waivers = work / "waivers.toml"
     waivers.write_text('[[waiver]]\nid = "PP-EXTRA-NORM"\nreason = "we normalise on purpose (ticket 12)"\n')
@@ -207,6 +212,7 @@ def test_waivers_make_the_check_pass_but_stay_in_the_report(work):
     assert "we normalise on purpose" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_compare_to_reports_drift_and_fail_on_new(deviated, work):
     proc, before = deviated
     drift = load_json(before)["drift"]  # against the faithful run: everything is new
@@ -222,6 +228,7 @@ def test_compare_to_reports_drift_and_fail_on_new(deviated, work):
     assert drift["new"] == [] and "PP-EXTRA-NORM" in drift["unchanged"]
 
 
+@pytest.mark.slow
 def test_config_file_and_fail_on_threshold(work):
     """parity.toml sets the deviation, the threshold and the formats; the command line overrides it."""
     project = work / "project"
@@ -248,6 +255,7 @@ def test_config_file_and_fail_on_threshold(work):
     assert load_json(project / "cli-dir")["settings"]["fail_on"] == "warning"
 
 
+@pytest.mark.slow
 def test_user_replica_lightning_example_passes(work):
     out = work / "lightning"
     proc = run_parity("check", "--replica", f"{ROOT / 'docs' / 'lightning_example.py'}:build", "--batches", "1",
@@ -270,6 +278,7 @@ def test_user_replica_lightning_example_passes(work):
     assert recipe["status"] == "passed", recipe  # read from the module's configure_optimizers
 
 
+@pytest.mark.slow
 def test_nan_activations_are_a_mismatch_not_a_crash(work, user_replicas):
     out = work / "nan"
     proc = run_parity("check", "--replica", f"{user_replicas}:nan_beat", *FAST, "--report-dir", str(out),
@@ -283,6 +292,7 @@ def test_nan_activations_are_a_mismatch_not_a_crash(work, user_replicas):
     assert "user_replicas.py" in first[0]["evidence"]["at"]
 
 
+@pytest.mark.slow
 @pytest.mark.original
 def test_live_original_reference(work):
     checkout = os.environ.get("PERCEPIANO_ORIGINAL")
@@ -347,7 +357,7 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", list(USAGE_CASES))
+@pytest.mark.parametrize("case", sweep(USAGE_CASES, fast={"failing factory"}))
 def test_bad_input_exit_2_one_line_and_no_report_files(case, work, user_replicas):
     out = work / f"usage-{case.replace(' ', '-')}"
     proc = run_parity("check", *USAGE_CASES[case](work, user_replicas), "--report-dir", str(out), cwd=work)
@@ -372,6 +382,7 @@ def test_more_bad_input_exit_2_in_process(case, work, user_replicas, monkeypatch
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_no_reference_for_a_variant_without_a_bundle_exit_2(work):
     proc = run_parity("check", "--variant", "han-voice", cwd=work, hook=False)
     assert proc.returncode == 2
@@ -379,6 +390,7 @@ def test_no_reference_for_a_variant_without_a_bundle_exit_2(work):
     assert "--original" in line and "--reference" in line and "PERCEPIANO_ORIGINAL" in line
 
 
+@pytest.mark.slow
 def test_bad_config_key_exit_2(work):
     project = work / "bad-config"
     project.mkdir()
@@ -406,6 +418,7 @@ def test_internal_error_exit_3_one_line_and_debug_traceback(work):
 # -------------------------------------------------------------------------------------------- subcommands
 
 
+@pytest.mark.slow
 def test_deviations_lists_name_tab_title():
     from percepiano_parity.subjects.deviations import DEVIATIONS
 
@@ -414,6 +427,7 @@ def test_deviations_lists_name_tab_title():
     assert proc.stdout.splitlines() == [f"{d.name}\t{d.title}" for d in DEVIATIONS.values()]
 
 
+@pytest.mark.slow
 def test_explain_known_and_unknown_id(work):
     proc = run_parity("explain", "PP-EXTRA-NORM", cwd=work)
     assert proc.returncode == 0, proc.stderr
@@ -423,6 +437,7 @@ def test_explain_known_and_unknown_id(work):
     assert "PP-NO-SUCH-RULE" in one_error_line(proc)
 
 
+@pytest.mark.slow
 def test_variants_without_a_checkout_shows_the_replica_table(work):
     from percepiano_parity.replica.variants import VARIANTS
 
@@ -433,6 +448,7 @@ def test_variants_without_a_checkout_shows_the_replica_table(work):
         assert variant_id in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.original
 def test_variants_with_a_checkout_cites_the_scripts(work):
     checkout = os.environ.get("PERCEPIANO_ORIGINAL")
@@ -449,12 +465,14 @@ def test_variants_with_a_checkout_cites_the_scripts(work):
     assert "not trained" in single
 
 
+@pytest.mark.slow
 def test_variants_with_a_bad_checkout_exit_2(work):
     proc = run_parity("variants", "--original", str(work / "nope"), cwd=work)
     assert proc.returncode == 2
     one_error_line(proc)
 
 
+@pytest.mark.slow
 def test_doctor_reports_versions_threads_and_determinism(work):
     proc = run_parity("doctor", cwd=work)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -463,6 +481,7 @@ def test_doctor_reports_versions_threads_and_determinism(work):
         assert word in proc.stdout, word
 
 
+@pytest.mark.slow
 def test_help_and_bare_command(work):
     assert run_parity("--help", cwd=work).returncode == 0
     proc = run_parity(cwd=work)
@@ -470,6 +489,7 @@ def test_help_and_bare_command(work):
     one_error_line(proc)
 
 
+@pytest.mark.slow
 @pytest.mark.original
 def test_record_a_bundle_then_check_against_it(work):
     checkout = os.environ.get("PERCEPIANO_ORIGINAL")

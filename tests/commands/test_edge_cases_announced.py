@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from percepiano_parity.commands.check import run_check
 from percepiano_parity.commands.options import resolve_options
 
 
+@pytest.mark.slow
 def test_the_realistic_and_edge_case_batches_are_counted_before_the_comparison(tmp_path):
     stages: list[str] = []
     options = resolve_options({"batches": 1, "training_checks": False, "report_dir": str(tmp_path)})

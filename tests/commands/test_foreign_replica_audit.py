@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tiers import sweep
 
 from percepiano_parity.commands.check import run_check
 from percepiano_parity.commands.options import resolve_options
@@ -66,12 +67,12 @@ def test_equivalent_against_the_real_original_with_every_level_located(tmp_path)
 
 
 @pytest.mark.original
-@pytest.mark.parametrize("factory, rule, level, max_notes", [
+@pytest.mark.parametrize("factory, rule, level, max_notes", sweep([
     ("build_layernorm", "PP-EXTRA-NORM", "contracted", 24),
     ("build_head_width", "PP-HEAD-WIDTH", "logits", 24),
     ("build_padded_lstm", "PP-PADDED-LSTM", "note", 64),  # unequal lengths: packing matters
     ("build_span_offset", "PP-SPAN-OFFSET", "beat_spanned", 24),
-])
+], fast={"build_span_offset"}, name=lambda case: "-".join(map(str, case))))
 def test_an_injected_mistake_is_explained_first_at_its_level(tmp_path, factory, rule, level, max_notes):
     report, options = audit(factory, tmp_path, max_notes)
     first = report.explanations[0]

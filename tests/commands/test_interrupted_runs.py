@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiers import sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--batches", "1", "--max-notes", "16", "--no-edge-cases", "--no-training-checks"]
@@ -119,11 +120,11 @@ def error_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.handwritten_reports  # the previous reports are placeholders
-@pytest.mark.parametrize("mode, mark, signum", [
+@pytest.mark.parametrize("mode, mark, signum", sweep([
     ("torch-import", "importing torch", signal.SIGINT),
     ("audit", "auditing", signal.SIGTERM),
     ("temp-files", "writing", signal.SIGINT),
-])
+], fast={"audit"}, name=lambda case: "-".join(map(str, case))))
 def test_an_interrupt_before_the_renames_leaves_the_previous_reports(mode, mark, signum, tmp_path):
     out = tmp_path / "reports"
     old = previous_reports(out)
@@ -137,6 +138,7 @@ def test_an_interrupt_before_the_renames_leaves_the_previous_reports(mode, mark,
     assert contents(out) == old  # the previous set, untouched, and no temporary file beside it
 
 
+@pytest.mark.slow
 def test_an_interrupt_between_the_renames_lets_the_new_set_finish(tmp_path):
     out = tmp_path / "reports"
     old = previous_reports(out)
@@ -150,6 +152,7 @@ def test_an_interrupt_between_the_renames_lets_the_new_set_finish(tmp_path):
     assert all(new[name] != old[name] for name in FILES)  # the whole new set, not a mix
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_folder_leave_one_complete_set(tmp_path):
     """Run 0 renames its first file, then dawdles; run 1 comes in meanwhile and renames fast. Without the
     folder lock the folder would end up with run 1's first file and run 0's others."""

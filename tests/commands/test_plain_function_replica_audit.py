@@ -47,6 +47,7 @@ def test_loose_queries_pair_by_shape_and_first_use_and_the_replica_is_equivalent
     assert located_on[0].evidence["items"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.original
 def test_padding_rows_the_original_reads_are_named_with_the_rows_and_a_verified_fix(tmp_path):
     report, _ = audit("build_clamped_spans", tmp_path)
@@ -56,6 +57,7 @@ def test_padding_rows_the_original_reads_are_named_with_the_rows_and_a_verified_
     assert "edge:length-1" in text and not report.unexplained
 
 
+@pytest.mark.slow
 @pytest.mark.original
 @pytest.mark.parametrize("factory, first", [
     ("build_stacked_concat", ("PP-REL-FEATURE-ORDER", "total_note_cat", True)),

@@ -29,7 +29,7 @@ def _texts(explanation) -> str:
                      explanation.fix])
 
 
-@pytest.mark.parametrize("reference", ["bundle", pytest.param("original", marks=[pytest.mark.original,
+@pytest.mark.parametrize("reference", ["bundle", pytest.param("original", marks=[pytest.mark.original, pytest.mark.slow,
     pytest.mark.skipif(not ROOT, reason="PERCEPIANO_ORIGINAL not set: point it at a PercePiano checkout")])])
 def test_a_summed_training_loss_is_found_and_explained_as_a_constant_ratio(reference):
     report = _audit("build_sum_loss", ROOT if reference == "original" else None)

@@ -1,9 +1,13 @@
 """The self-test over the replica: every deviation caught, explained first by the right rule, at the right
 root-cause level; the faithful replica clean for every variant. Also against the real original when
-PERCEPIANO_ORIGINAL is set."""
+PERCEPIANO_ORIGINAL is set.
+
+The whole matrix is the slow tier (one audit per deviation, shared with the other tests through
+tests/audit_cache.py); the grading, the hazard batches and one-row runs are fast."""
 
 from __future__ import annotations
 
+import audit_cache
 import pytest
 import torch
 
@@ -25,14 +29,17 @@ from percepiano_parity.subjects.deviations import DEVIATIONS
 
 @pytest.fixture(scope="module")
 def result():
-    """One self-test run shared by the tests below: SMALL_CONFIG, the three hazard batches, no fix re-runs."""
-    return run_selftest(config=SMALL_CONFIG, seed=0, batches=selftest_batches(SMALL_CONFIG, 0), verify_fixes=False)
+    """The whole self-test in the shared setting (SMALL_CONFIG, seed 0, the default batches: hazard and generated
+    ones, fixes verified), its audits shared with the session's other tests (tests/audit_cache.py)."""
+    return audit_cache.selftest()
 
 
+@pytest.mark.slow
 def test_selftest_over_the_replica_passes(result) -> None:
     assert result.ok, "\n" + format_matrix(result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(DEVIATIONS))
 def test_each_deviation_caught_and_explained(result, name: str) -> None:
     dev = DEVIATIONS[name]
@@ -50,6 +57,7 @@ def test_each_deviation_caught_and_explained(result, name: str) -> None:
     assert row.quirk == dev.quirk
 
 
+@pytest.mark.slow
 def test_faithful_replica_clean_for_all_variants(result) -> None:
     rows = [r for r in result.rows if r.kind == "faithful"]
     assert sorted(r.variant for r in rows) == sorted(replica.VARIANTS)
@@ -58,6 +66,7 @@ def test_faithful_replica_clean_for_all_variants(result) -> None:
         assert r.caught is False and r.worst == "info"
 
 
+@pytest.mark.slow
 def test_matrix_and_format(result) -> None:
     matrix = result.matrix()
     assert len(matrix) == len(DEVIATIONS) + len(replica.VARIANTS)
@@ -167,11 +176,25 @@ def test_default_batches_include_generated_ones() -> None:
 # -- heavier runs ------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_full_selftest_with_generated_batches_and_fix_verification() -> None:
-    res = run_selftest(config=SMALL_CONFIG, seed=0)
-    assert res.ok, "\n" + format_matrix(res)
-    verified = [r for r in res.rows if r.fix_verified is not None]
-    assert verified and all(r.fix_verified for r in verified), format_matrix(res)
+def test_full_selftest_with_generated_batches_and_fix_verification(result) -> None:
+    assert "normal" in {t for b in audit_cache.shared_batches() for t in b.tags}  # generated batches are in
+    verified = [r for r in result.rows if r.fix_verified is not None]
+    assert verified and all(r.fix_verified for r in verified), format_matrix(result)
+
+
+def test_an_audit_in_the_shared_cache_is_graded_again_not_run_again() -> None:
+    """Two self-test runs through one `audits` dict: the second grades the first's audit (the same object)."""
+    audits: dict = {}
+    kwargs = {"config": SMALL_CONFIG, "batches": selftest_batches(SMALL_CONFIG, 0)[:1], "deviations":
+              ["layernorm-han-output"], "variants": [], "verify_fixes": False, "audits": audits}
+    first = run_selftest(**kwargs)
+    second = run_selftest(**kwargs)
+    assert len(audits) == 1 and first.audits["layernorm-han-output"] is second.audits["layernorm-han-output"]
+    assert second.rows[0].to_dict() | {"seconds": 0} == first.rows[0].to_dict() | {"seconds": 0}
+    assert first.rows[0].status == "passed", first.rows[0].reason
+    other_batches = run_selftest(**{**kwargs, "batches": selftest_batches(SMALL_CONFIG, 0)[1:2]})
+    assert len(audits) == 2 and other_batches.audits["layernorm-han-output"] is not first.audits[
+        "layernorm-han-output"]
 
 
 @pytest.mark.original

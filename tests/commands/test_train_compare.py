@@ -47,3 +47,39 @@ def test_bad_input_is_one_line_and_exit_2(small_real_cache, original, tmp_path, 
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "r").exists()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "lightning_example.py"
+
+
+def test_a_users_replica_trains_through_its_adapter_like_the_original(small_real_cache, original, tmp_path):
+    """`--replica` takes the user's model through the adapter of `parity check`: paired by the same forward
+    comparison, called through its calling path, stepped with its own configure_optimizers and loss."""
+    code, report, _ = _run(small_real_cache, original, tmp_path / "r", "--replica", f"{EXAMPLE}:build")
+    assert code == 0 and report["verdict"] == "equivalent", report["checks"][0]["findings"]
+    (row,) = report["checks"][0]["tables"]["epochs"]
+    assert row["original train_loss"] == pytest.approx(row["replica train_loss"], rel=1e-6)
+    assert report["settings"]["replica"] == f"{EXAMPLE}:build"
+
+
+def test_a_users_replica_with_a_doubled_learning_rate_parts(small_real_cache, original, tmp_path):
+    faster = tmp_path / "faster.py"
+    faster.write_text(
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('example_under_test', {str(EXAMPLE)!r})\n"
+        "example = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(example)\n\n\n"
+        "def build(variant='han-total', config=None):\n"
+        "    model, adapter = example.build(variant, config)\n"
+        "    model.lr = 5e-5  # the one change: its configure_optimizers reads it\n"
+        "    return model, adapter\n")
+    code, report, _ = _run(small_real_cache, original, tmp_path / "r", "--replica", f"{faster}:build")
+    assert code == 1
+    assert report["explanations"][0]["id"] == "PP-OUTCOME-PARTED"
+
+
+def test_replica_and_deviation_together_are_refused(small_real_cache, original, tmp_path, capsys):
+    code = main(["train-compare", "--original", str(original.root), "--data", str(small_real_cache),
+                 "--replica", f"{EXAMPLE}:build", "--deviation", "lr-5e-5", "--report-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--replica" in err, err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiers import sweep
 
 from percepiano_parity.batches.synthetic import generate_batches
 from percepiano_parity.checks import forward, run_model_checks
@@ -69,12 +70,12 @@ def test_the_worked_example_needs_no_levels_and_no_mapping(batches):
     assert ("note_embedder.fc", "embed.fc") in renamed and not state.weight_map.unmatched_candidate
 
 
-@pytest.mark.parametrize("factory, rule, level", [
+@pytest.mark.parametrize("factory, rule, level", sweep([
     ("build_padded_lstm", "PP-PADDED-LSTM", "note"),
     ("build_span_offset", "PP-SPAN-OFFSET", "beat_spanned"),
     ("build_layernorm", "PP-EXTRA-NORM", "contracted"),
     ("build_head_width", "PP-HEAD-WIDTH", "logits"),
-])
+], fast={"build_padded_lstm"}, name=lambda case: "-".join(case)))
 def test_an_injected_mistake_is_explained_first_at_its_level(factory, rule, level):
     batches = generate_batches(2, 0, batch_size=4, config=SMALL_CONFIG, max_notes=64, include_edge_cases=False)
     assert any(len(set(b.lengths)) > 1 for b in batches)  # padding, so that packing matters

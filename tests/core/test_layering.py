@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
+from pathlib import Path
 
 import pytest
 from import_graph import FOLDERS, ROOT, STAGES, cycles, graph, sources, stage_of, upward_imports
@@ -59,3 +61,18 @@ def test_stage_folders_exist():
     for names in STAGES:
         for name in names:
             assert (ROOT / "parity" / name).is_dir() or (ROOT / name).is_dir(), name
+
+
+def test_the_import_map_mirrors_the_installed_layout():
+    """`.import-map/percepiano_parity/` is how an editor or a type checker finds the installed names in a checkout
+    (pyproject's [tool.pyright] extraPaths, [tool.mypy] mypy_path): every module resolves through it to its source
+    file, and it holds nothing else."""
+    tree = ROOT / ".import-map"
+    for name, path in sources().items():
+        mapped = tree.joinpath(*name.split(".")).with_suffix(".py")
+        if not mapped.exists():
+            mapped = tree.joinpath(*name.split("."), "__init__.py")
+        assert mapped.resolve() == path.resolve(), f"{name}: {mapped} does not lead to {path}"
+    reached = {(Path(folder) / f).resolve() for folder, _, files in os.walk(tree, followlinks=True)
+               for f in files if f.endswith(".py")}
+    assert reached == {p.resolve() for p in sources().values()}

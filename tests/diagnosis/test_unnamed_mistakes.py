@@ -2,14 +2,17 @@
 
 Each case is a small variant of the worked example (tests/diagnosis/example_variants.py) audited against the
 real original at the small model size: the first explanation names the measured relation at the right level
-and operation, and its mechanical fix is verified. The faithful controls stay EQUIVALENT.
+and operation, and its mechanical fix is verified. The faithful controls stay EQUIVALENT. One case of each sweep
+is the fast tier; each audit runs once per session (`audit`).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
+from tiers import sweep
 
 from percepiano_parity.commands.check import run_check
 from percepiano_parity.commands.options import resolve_options
@@ -19,8 +22,14 @@ VARIANTS = Path(__file__).with_name("example_variants.py")
 
 
 def audit(original, case: str, **extra):
-    options = {"replica": f"{VARIANTS}:build_{case}", "original": str(original.root), "model_config": "small",
-               "batches": 1, "edge_cases": False, "training_checks": False, **extra}
+    """The case's audit, once per session for the same checkout and options (tests only read the report)."""
+    return _audit(str(original.root), case, tuple(sorted(extra.items())))
+
+
+@functools.cache
+def _audit(root: str, case: str, extra: tuple):
+    options = {"replica": f"{VARIANTS}:build_{case}", "original": root, "model_config": "small",
+               "batches": 1, "edge_cases": False, "training_checks": False, **dict(extra)}
     return run_check(resolve_options(options, use_config_file=False, environ={}))
 
 
@@ -46,7 +55,7 @@ CASES = [
 
 
 @pytest.mark.original
-@pytest.mark.parametrize("case,rule,level,words,op", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case,rule,level,words,op", sweep(CASES, fast={"softmax_over_heads"}))
 def test_the_measured_relation_is_the_first_explanation(original, case, rule, level, words, op):
     report = audit(original, case)
     exp = first(report)
@@ -67,12 +76,13 @@ def test_the_measured_relation_is_the_first_explanation(original, case, rule, le
 
 
 @pytest.mark.original
-@pytest.mark.parametrize("case", ["hand_lstm_control", "inf_mask"])
+@pytest.mark.parametrize("case", sweep(["hand_lstm_control", "inf_mask"], fast={"inf_mask"}))
 def test_harmless_rewrites_stay_equivalent(original, case):
     report = audit(original, case)
     assert report.verdict(Severity.WARNING) == "equivalent", [e.id for e in report.explanations]
 
 
+@pytest.mark.slow
 @pytest.mark.original
 def test_a_class_is_not_a_deviation(original):
     """The faithful hand-written LSTM: its own class, same parameters and outputs: information only."""
@@ -82,6 +92,7 @@ def test_a_class_is_not_a_deviation(original):
     assert any(f.kind == "structure.implementation" and f.location == "score_encoder.lstm" for f in report.findings)
 
 
+@pytest.mark.slow
 @pytest.mark.original
 def test_no_second_explanation_for_the_trajectory_a_forward_mistake_moves(original):
     report = audit(original, "swapped_blocks", training_checks=True)
@@ -92,6 +103,7 @@ def test_no_second_explanation_for_the_trajectory_a_forward_mistake_moves(origin
     assert trajectory and set(trajectory) <= set(report.explanations[0].evidence)
 
 
+@pytest.mark.slow
 @pytest.mark.original
 def test_one_module_used_twice_is_explained_and_the_audit_goes_on(original):
     """`self.voices.lstm = self.notes.lstm`: a structure finding, never an aborted mapping; untying it is the

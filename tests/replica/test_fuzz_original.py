@@ -110,6 +110,7 @@ def check_alike(sides, structure: list[Item]) -> None:
             assert rel <= LOGIT_REL, f"{variant}: logits differ by {rel:.3g} relative on {structure}"
 
 
+@pytest.mark.slow
 @pytest.mark.original
 @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=not EXPLORE, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -15,12 +15,12 @@ from rich.progress import Progress
 
 from percepiano_parity.core.findings import Finding, Severity
 from percepiano_parity.core.report import SCHEMA_VERSION, CheckResult, Report
-from percepiano_parity.reports._common import fmt, table_columns
 from percepiano_parity.reports.console import progress, render_console, render_table
 from percepiano_parity.reports.html import render_html
 from percepiano_parity.reports.json_report import render_json, to_jsonable
 from percepiano_parity.reports.junit import render_junit
 from percepiano_parity.reports.markdown import render_markdown
+from percepiano_parity.reports.view import TableView, fmt, table_columns
 
 WARNING = Severity.WARNING
 
@@ -159,7 +159,8 @@ def test_console_narrow_drops_optional_columns():
 
 
 def test_console_numeric_columns_are_right_justified():
-    table = render_table("t", ["name", "value"], [{"name": "a", "value": 1.5}, {"name": "b", "value": None}])
+    table = render_table(TableView.build("t", "t", [{"name": "a", "value": 1.5}, {"name": "b", "value": None}],
+                                         ["name", "value"]))
     assert [c.justify for c in table.columns] == ["left", "right"]
 
 

@@ -1,0 +1,1 @@
+../../parity/__init__.py

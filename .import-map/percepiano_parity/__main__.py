@@ -1,0 +1,1 @@
+../../parity/__main__.py
