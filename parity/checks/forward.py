@@ -158,8 +158,9 @@ def _batch_words(entry: dict[str, Any]) -> str:
 
 def _raised_words(failure: dict[str, Any]) -> str:
     text = f"{failure['type']}: {failure['message']}" if failure.get("message") else str(failure["type"])
-    if failure.get("stands_for") and failure["stands_for"] != failure["type"]:
-        text += f" (where the original raises {failure['stands_for']})"
+    stands_for = failure.get("stands_for")
+    if stands_for and stands_for != failure["type"] and f"raises {stands_for}" not in text:
+        text += f" (where the original raises {stands_for})"
     return text + (f" (at {short_site(failure['where'].split(', in ')[0])})" if failure.get("where") else "")
 
 
@@ -197,6 +198,18 @@ def raise_findings(state: ComparisonState) -> list[Finding]:
                                f"both raise on {batch}, {alike}: the {ref} {_raised_words(r)}; the {cand} "
                                f"{_raised_words(c)}", evidence=evidence))
     return out
+
+
+def raised_rows(state: ComparisonState) -> list[dict[str, Any]]:
+    """The forward check's `raised_batches` table: one row per batch a side raised on (batch number from 1, its
+    tags and lengths, what each side did, the outcome)."""
+    def side(failure: dict[str, Any] | None) -> str:
+        return "returns values" if failure is None else f"{failure['type']}: {failure.get('message') or ''}"[:120]
+
+    return [{"batch": entry["batch"] + 1, "tags": ", ".join(entry.get("tags") or []) or "generated",
+             "lengths": ", ".join(map(str, entry.get("lengths") or [])), "original": side(entry.get("reference")),
+             "replica": side(entry.get("candidate")), "outcome": str(entry.get("outcome", "")).replace("_", " ")}
+            for entry in state.raised]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -348,6 +361,8 @@ def run(state: ComparisonState) -> CheckResult:
     findings += [f for f in (calling_finding(state), located_on_finding(state)) if f is not None]
     status = "failed" if any(f.severity >= Severity.WARNING for f in findings) else "passed"
     tables = {"levels": rows, **location_tables(state)}
+    if state.raised:
+        tables["raised_batches"] = raised_rows(state)
     if ops.get("compared"):
         tables["ops"] = [dict(level=ops["level"], **row) for row in ops["compared"]]
     return CheckResult(CHECK, status, findings, tables=tables)

@@ -90,6 +90,7 @@ def test_a_replica_raising_where_the_original_runs_is_explained_and_the_rest_com
     assert report.check("forward").tables["levels"] and not report.unexplained
 
 
+@pytest.mark.slow
 @pytest.mark.original
 def test_the_report_is_written_and_the_exit_code_is_1(original, tmp_path, monkeypatch, capsys):
     from percepiano_parity.commands.cli import main
@@ -123,6 +124,12 @@ def test_a_replica_that_clamps_where_the_original_raises_is_told_so(original):
     alike = kinds(report, "forward.raises_alike")
     assert [f.evidence["tags"][0] for f in alike] == [RAISING_EDGE_TAGS[2]]
     assert report.verdict(Severity.WARNING) == "mismatch"
+    # the forward check's table: one row per batch a side raised on, what each side did
+    rows = {r["tags"]: r for r in report.check("forward").tables["raised_batches"]}
+    assert set(rows) == set(RAISING_EDGE_TAGS)
+    assert rows[RAISING_EDGE_TAGS[0]]["replica"] == "returns values"
+    assert rows[RAISING_EDGE_TAGS[0]]["original"].startswith("IndexError: ")
+    assert rows[RAISING_EDGE_TAGS[2]]["outcome"] == "both raise alike"
 
 
 @pytest.mark.original
@@ -135,3 +142,33 @@ def test_the_faithful_example_raises_alike_where_the_original_raises(original):
         assert f.severity == Severity.INFO and f.evidence["outcome"] == "both_raise_alike"
         assert f.evidence["reference"]["kind"] == f.evidence["candidate"]["kind"] == "IndexError"
         assert f.evidence["candidate"]["type"] == "HierarchyError"  # it stands for the original's IndexError
+        assert f.message.count("raises IndexError") == 1, f.message  # said once, in the replica's own words
+
+
+def test_without_the_original_the_faithful_replica_stands_in_and_the_clamps_are_told():
+    """The same mechanism with the faithful replica as the reference (no checkout needed): its HierarchyError
+    stands for the original's IndexError, so the clamping replica is told where the original would raise."""
+    from percepiano_parity.batches.synthetic import generate_batches, raising_edge_cases
+    from percepiano_parity.commands.audit import AuditSettings, audit
+    from percepiano_parity.commands.selftest import faithful_reference
+    from percepiano_parity.compare.engine import EngineOptions
+    from percepiano_parity.core.config import SMALL_CONFIG
+    from percepiano_parity.subjects.user_subject import make_user_subject
+
+    config = SMALL_CONFIG
+    batches = (generate_batches(1, 0, batch_size=2, config=config, max_notes=24, include_edge_cases=False)
+               + raising_edge_cases(0, config, max_notes=24))
+    model, adapter = build_clamps(config=config)
+    candidate = make_user_subject(model, adapter, spec="clamps", variant="han-total", config=config)
+    report, state = audit(faithful_reference("han-total", config, 0), candidate, batches,
+                          AuditSettings(variant="han-total", config=config, seed=0,
+                                        engine=EngineOptions(init_check=False)),  # not built with its seed
+                          verify_fixes=False)
+    assert state.batches == 1  # the batch both run on was compared
+    outcomes = {entry["tags"][0]: entry["outcome"] for entry in state.raised}
+    assert outcomes == {RAISING_EDGE_TAGS[0]: "original_raises", RAISING_EDGE_TAGS[1]: "original_raises",
+                        RAISING_EDGE_TAGS[2]: "both_raise_alike"}
+    for entry in state.raised[:2]:
+        assert entry["reference"]["type"] == "HierarchyError" and entry["reference"]["kind"] == "IndexError"
+        assert entry["candidate"] is None and entry["candidate_clamps"][0]["changed"] > 0
+    assert [e.id for e in report.explanations if e.severity >= Severity.WARNING] == ["PP-RAISES-ORIGINAL-ONLY"]
