@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiers import sweep
 
 from percepiano_parity.commands.check import run_check
 from percepiano_parity.commands.options import resolve_options
@@ -93,11 +94,11 @@ def audit(original, case: str):
 
 
 @pytest.mark.original
-@pytest.mark.parametrize("case, level, how, line", [
+@pytest.mark.parametrize("case, level, how, line", sweep([
     ("one_short", "note", "lengths are one short for every item", "lengths = ex.packed_lengths(x) - 1"),
     ("beat_plus_one", "beat_nodes", "beat numbers +1 on every note", '"beat": note_locations["beat"] + 1'),
     ("voice_from_zero", "voice", "voice numbers -1 on every note", '"voice": (note_locations["voice"] - 1)'),
-])
+], fast={"one_short"}))
 def test_an_input_computed_outside_the_levels_is_named_and_shown_to_be_the_cause(original, case, level, how, line):
     report = audit(original, case)
     levels = {row["level"]: row for row in report.check("forward").tables["levels"]}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiers import sweep
 from torch import nn
 
 from percepiano_parity.batches.canonical import collate
@@ -94,8 +95,9 @@ build_78, build_101, build_77 = _resized(78), _resized(101), _resized(77)
 
 
 @pytest.mark.original
-@pytest.mark.parametrize("width, missing, extra_word", [
-    (78, "section_tempo", None), (101, "midi_pitch", "mmidi_pitch"), (77, "columns 77-78 (tempo_primo)", None)])
+@pytest.mark.parametrize("width, missing, extra_word", sweep([
+    (78, "section_tempo", None), (101, "midi_pitch", "mmidi_pitch"), (77, "columns 77-78 (tempo_primo)", None)],
+    fast={"78"}))
 def test_a_replica_of_another_width_is_a_shape_conflict_with_the_columns_named(original, width, missing, extra_word):
     options = {"replica": f"{__file__}:build_{width}", "original": str(original.root), "model_config": "small",
                "batches": 1, "max_notes": 24, "edge_cases": False, "training_checks": False}
